@@ -1,0 +1,62 @@
+//! The one place that builds AWS configuration and clients.
+//!
+//! Both binaries take the same `--region` / `--endpoint-url` flags ([`AwsArgs`]) and turn them
+//! into one [`SdkConfig`]. An endpoint override points every client at an emulator such as
+//! moto; S3 then needs path-style addressing, because `bucket.127.0.0.1` does not resolve.
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+/// AWS connection settings shared by both binaries.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AwsArgs {
+    /// AWS region. Defaults to the SDK's own resolution (AWS_REGION, profile, instance metadata).
+    #[arg(long, env = "AWS_REGION")]
+    pub region: Option<String>,
+
+    /// Send every AWS call to this endpoint instead of AWS, e.g. http://127.0.0.1:5000 for a
+    /// local emulator. Leave unset on AWS.
+    #[arg(long, env = "AWS_ENDPOINT_URL", value_parser = parse_endpoint)]
+    pub endpoint_url: Option<String>,
+}
+
+fn parse_endpoint(raw: &str) -> Result<String, String> {
+    let ok = raw.starts_with("http://") || raw.starts_with("https://");
+    if ok && raw.len() > "https://".len() {
+        Ok(raw.trim_end_matches('/').to_owned())
+    } else {
+        Err(format!("`{raw}` is not an http:// or https:// URL"))
+    }
+}
+
+/// Loads the shared SDK configuration: credentials and region from the usual chain, with the
+/// overrides in `args` applied.
+pub async fn load_sdk_config(args: &AwsArgs) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(region) = &args.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    if let Some(endpoint) = &args.endpoint_url {
+        loader = loader.endpoint_url(endpoint);
+    }
+    loader.load().await
+}
+
+/// Builds an S3 client; path-style addressing whenever the endpoint is overridden.
+pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
+    let s3_config = aws_sdk_s3::config::Builder::from(config)
+        .force_path_style(config.endpoint_url().is_some())
+        .build();
+    aws_sdk_s3::Client::from_conf(s3_config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_must_be_http_url() {
+        assert_eq!(parse_endpoint("http://127.0.0.1:5000/").unwrap(), "http://127.0.0.1:5000");
+        assert!(parse_endpoint("127.0.0.1:5000").is_err());
+        assert!(parse_endpoint("http://").is_err());
+    }
+}

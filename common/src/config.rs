@@ -1,0 +1,53 @@
+//! Refusing bad configuration the same way in both binaries: one line on stderr that names the
+//! setting, and exit status 64 (`EX_USAGE`), which the systemd units treat as "do not restart".
+
+use std::fmt;
+
+/// Exit status for invalid configuration (sysexits.h `EX_USAGE`).
+pub const EXIT_CONFIG: i32 = 64;
+
+/// A setting that cannot be used, named as the operator would write it.
+#[derive(Debug)]
+pub struct ConfigError {
+    /// The flag and its environment variable, e.g. `--queue-url / AUTO_LAMBDA_QUEUE_URL`.
+    pub setting: String,
+    /// What is wrong with it, in plain words.
+    pub problem: String,
+}
+
+impl ConfigError {
+    pub fn new(setting: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self { setting: setting.into(), problem: problem.into() }
+    }
+
+    /// Prints the error on one line and exits 64.
+    pub fn exit(&self) -> ! {
+        eprintln!("error: {self}");
+        std::process::exit(EXIT_CONFIG)
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid setting {}: {}", self.setting, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Parses command-line flags like `Parser::parse`, but exits 64 instead of clap's 2 on a
+/// usage error, so that every kind of bad configuration has the same exit status.
+pub fn parse_args<T: clap::Parser>() -> T {
+    match T::try_parse() {
+        Ok(parsed) => parsed,
+        Err(err) if err.use_stderr() => {
+            // clap's message already names the flag; keep its first line only.
+            let msg = err.to_string();
+            let first = msg.lines().next().unwrap_or("invalid arguments");
+            eprintln!("{first}");
+            eprintln!("Run with --help for every setting.");
+            std::process::exit(EXIT_CONFIG)
+        }
+        Err(err) => err.exit(), // --help and --version
+    }
+}

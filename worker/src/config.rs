@@ -1,0 +1,173 @@
+//! The worker's settings: every flag has an environment variable (prefix `AUTO_LAMBDA_`) and
+//! is checked at start-up, so that a bad value stops the process before it takes a message.
+
+use std::path::PathBuf;
+
+use auto_lambda_common::aws::AwsArgs;
+use auto_lambda_common::config::ConfigError;
+use auto_lambda_common::telemetry::LogFormat;
+
+use crate::artifact::Limits;
+
+/// Turns app zips uploaded to S3 into deployed AWS Lambda functions.
+///
+/// Long-polls the SQS queue that receives the bucket's ObjectCreated notifications, and for
+/// each upload: fetches the exact object, unpacks it safely, reads its lambda.toml, packages
+/// it, creates or updates the function, waits until Lambda has applied it, publishes a version
+/// and deletes the message.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "auto-lambda-worker", version, about, long_about, args_override_self = true)]
+pub struct Config {
+    #[command(flatten)]
+    pub aws: AwsArgs,
+
+    /// URL of the SQS queue that receives the bucket's ObjectCreated notifications.
+    #[arg(long, env = "AUTO_LAMBDA_QUEUE_URL")]
+    pub queue_url: String,
+
+    /// ARN of the execution role given to functions the worker creates.
+    #[arg(long, env = "AUTO_LAMBDA_ROLE_ARN")]
+    pub role_arn: String,
+
+    /// Only keys under this prefix and ending in .zip are deployed; others are ignored.
+    #[arg(long, env = "AUTO_LAMBDA_SOURCE_PREFIX", default_value = "apps/")]
+    pub source_prefix: String,
+
+    /// Status reports are written under this prefix of the same bucket. Keep it outside the
+    /// source prefix, so that a report can never trigger a job.
+    #[arg(long, env = "AUTO_LAMBDA_STATUS_PREFIX", default_value = "status/")]
+    pub status_prefix: String,
+
+    /// Prefix prepended to every function name, so IAM can scope the worker to function:<prefix>*.
+    #[arg(long, env = "AUTO_LAMBDA_FUNCTION_PREFIX", default_value = "")]
+    pub function_prefix: String,
+
+    /// Jobs worked at once. Default: the number of CPUs.
+    #[arg(long, env = "AUTO_LAMBDA_CONCURRENCY")]
+    pub concurrency: Option<usize>,
+
+    /// Long-poll wait per receive, in seconds (0–20).
+    #[arg(long, env = "AUTO_LAMBDA_WAIT_TIME_SECS", default_value_t = 20)]
+    pub wait_time_secs: i32,
+
+    /// How long a received message stays hidden; a heartbeat renews it every third of this
+    /// while its job runs, so a crash makes it reappear within this time.
+    #[arg(long, env = "AUTO_LAMBDA_VISIBILITY_TIMEOUT_SECS", default_value_t = 60)]
+    pub visibility_timeout_secs: i32,
+
+    /// On SIGTERM, how long in-flight jobs may run before their messages are handed back.
+    /// Keep it below systemd's TimeoutStopSec.
+    #[arg(long, env = "AUTO_LAMBDA_SHUTDOWN_GRACE_SECS", default_value_t = 60)]
+    pub shutdown_grace_secs: u64,
+
+    /// How long start-up keeps retrying to reach the queue before giving up.
+    #[arg(long, env = "AUTO_LAMBDA_STARTUP_TIMEOUT_SECS", default_value_t = 30)]
+    pub startup_timeout_secs: u64,
+
+    /// Directory for per-job temporary files. Default: the system temp directory.
+    #[arg(long, env = "AUTO_LAMBDA_WORK_DIR")]
+    pub work_dir: Option<PathBuf>,
+
+    /// Largest upload accepted, in bytes.
+    #[arg(long, env = "AUTO_LAMBDA_MAX_ZIP_BYTES", default_value_t = 256 << 20)]
+    pub max_zip_bytes: u64,
+
+    /// Largest total unpacked size of one upload, in bytes (Lambda's own limit is 250 MB).
+    #[arg(long, env = "AUTO_LAMBDA_MAX_UNPACKED_BYTES", default_value_t = 250 << 20)]
+    pub max_unpacked_bytes: u64,
+
+    /// Most entries one upload may have.
+    #[arg(long, env = "AUTO_LAMBDA_MAX_ENTRIES", default_value_t = 50_000)]
+    pub max_entries: usize,
+
+    /// Highest uncompressed:compressed ratio of one entry (checked above 1 MiB).
+    #[arg(long, env = "AUTO_LAMBDA_MAX_RATIO", default_value_t = 200)]
+    pub max_ratio: u64,
+
+    /// Serve Prometheus /metrics and /healthz on this address, e.g. 127.0.0.1:9464. Off when unset.
+    #[arg(long, env = "AUTO_LAMBDA_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+
+    /// Log format: text for people, json for CloudWatch Logs.
+    #[arg(long, env = "AUTO_LAMBDA_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// Checks what clap cannot: ranges and shapes of values.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let url = &self.queue_url;
+        if !(url.starts_with("https://") || url.starts_with("http://")) || url.trim_end_matches('/').rsplit('/').next().is_none_or(str::is_empty) {
+            return Err(ConfigError::new("--queue-url / AUTO_LAMBDA_QUEUE_URL", format!("`{url}` is not an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>)")));
+        }
+        if !self.role_arn.starts_with("arn:") || !self.role_arn.contains(":role/") {
+            return Err(ConfigError::new("--role-arn / AUTO_LAMBDA_ROLE_ARN", format!("`{}` is not an IAM role ARN", self.role_arn)));
+        }
+        if self.status_prefix.starts_with(&self.source_prefix) || self.status_prefix.is_empty() {
+            return Err(ConfigError::new("--status-prefix / AUTO_LAMBDA_STATUS_PREFIX", format!("`{}` must be non-empty and outside the source prefix `{}`", self.status_prefix, self.source_prefix)));
+        }
+        if self.concurrency == Some(0) {
+            return Err(ConfigError::new("--concurrency / AUTO_LAMBDA_CONCURRENCY", "must be at least 1"));
+        }
+        if !(0..=20).contains(&self.wait_time_secs) {
+            return Err(ConfigError::new("--wait-time-secs / AUTO_LAMBDA_WAIT_TIME_SECS", "must be between 0 and 20"));
+        }
+        if !(6..=43_200).contains(&self.visibility_timeout_secs) {
+            return Err(ConfigError::new("--visibility-timeout-secs / AUTO_LAMBDA_VISIBILITY_TIMEOUT_SECS", "must be between 6 and 43200"));
+        }
+        let prefix_ok = self.function_prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') && self.function_prefix.len() < 64;
+        if !prefix_ok {
+            return Err(ConfigError::new("--function-prefix / AUTO_LAMBDA_FUNCTION_PREFIX", "may hold only letters, digits, - and _"));
+        }
+        if self.max_entries == 0 || self.max_ratio == 0 || self.max_zip_bytes == 0 || self.max_unpacked_bytes == 0 {
+            return Err(ConfigError::new("--max-*", "limits must be greater than 0"));
+        }
+        if let Some(dir) = &self.work_dir {
+            if !dir.is_dir() {
+                return Err(ConfigError::new("--work-dir / AUTO_LAMBDA_WORK_DIR", format!("`{}` is not a directory", dir.display())));
+            }
+        }
+        Ok(())
+    }
+
+    /// Jobs worked at once.
+    pub fn concurrency(&self) -> usize {
+        self.concurrency.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_zip_bytes: self.max_zip_bytes,
+            max_unpacked_bytes: self.max_unpacked_bytes,
+            max_entries: self.max_entries,
+            max_ratio: self.max_ratio,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn parse(extra: &[&str]) -> Config {
+        let mut args = vec!["w", "--queue-url", "http://127.0.0.1:5000/123456789012/jobs", "--role-arn", "arn:aws:iam::123456789012:role/r"];
+        args.extend_from_slice(extra);
+        Config::try_parse_from(args).unwrap()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        parse(&[]).validate().unwrap();
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let err = parse(&["--wait-time-secs", "30"]).validate().unwrap_err();
+        assert!(err.to_string().contains("--wait-time-secs"));
+        let err = parse(&["--role-arn", "nope"]).validate().unwrap_err();
+        assert!(err.to_string().contains("AUTO_LAMBDA_ROLE_ARN"));
+        let err = parse(&["--queue-url", "jobs"]).validate().unwrap_err();
+        assert!(err.to_string().contains("--queue-url"));
+    }
+}

@@ -1,0 +1,314 @@
+//! Lambda: creating or updating a function from a package, waiting until Lambda has applied
+//! the change, publishing a version and moving an alias.
+//!
+//! Every update carries the `RevisionId` read just before it, so that when two workers race
+//! on one function only one update lands; the other fails with `PreconditionFailed`, which is
+//! classified transient, and its job re-reads the function before trying again.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use aws_sdk_lambda::operation::create_alias::CreateAliasError;
+use aws_sdk_lambda::operation::create_function::CreateFunctionError;
+use aws_sdk_lambda::operation::get_alias::GetAliasError;
+use aws_sdk_lambda::operation::get_function::{GetFunctionError, GetFunctionOutput};
+use aws_sdk_lambda::operation::publish_version::PublishVersionError;
+use aws_sdk_lambda::operation::tag_resource::TagResourceError;
+use aws_sdk_lambda::operation::update_alias::UpdateAliasError;
+use aws_sdk_lambda::operation::update_function_code::UpdateFunctionCodeError;
+use aws_sdk_lambda::operation::update_function_configuration::UpdateFunctionConfigurationError;
+use aws_sdk_lambda::client::Waiters;
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::{Architecture, Environment, FunctionCode, Runtime};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::client::waiters::error::WaiterError;
+
+use crate::manifest::FunctionSpec;
+use crate::package::Package;
+
+/// Largest zip Lambda accepts inline in a CreateFunction/UpdateFunctionCode request.
+pub const MAX_DIRECT_UPLOAD_BYTES: u64 = 50 * 1024 * 1024;
+
+/// How long to wait for Lambda to finish applying a change.
+const WAIT: Duration = Duration::from_secs(300);
+
+type Sdk<E> = Box<SdkError<E, HttpResponse>>;
+
+/// Why a deployment failed. Classified in [`crate::error`].
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error("cannot read function {function}: {source}")]
+    Get { function: String, source: Sdk<GetFunctionError> },
+    #[error("cannot create function {function}: {source}")]
+    Create { function: String, source: Sdk<CreateFunctionError> },
+    #[error("cannot update the code of {function}: {source}")]
+    UpdateCode { function: String, source: Sdk<UpdateFunctionCodeError> },
+    #[error("cannot update the configuration of {function}: {source}")]
+    UpdateConfig { function: String, source: Sdk<UpdateFunctionConfigurationError> },
+    #[error("cannot tag {function}: {source}")]
+    Tag { function: String, source: Sdk<TagResourceError> },
+    #[error("cannot publish a version of {function}: {source}")]
+    Publish { function: String, source: Sdk<PublishVersionError> },
+    #[error("cannot read alias {alias} of {function}: {source}")]
+    GetAlias { function: String, alias: String, source: Sdk<GetAliasError> },
+    #[error("cannot create alias {alias} of {function}: {source}")]
+    CreateAlias { function: String, alias: String, source: Sdk<CreateAliasError> },
+    #[error("cannot move alias {alias} of {function}: {source}")]
+    UpdateAlias { function: String, alias: String, source: Sdk<UpdateAliasError> },
+    #[error("Lambda did not finish updating {function} in time")]
+    WaitTimedOut { function: String },
+    #[error("Lambda failed to apply the change to {function}: {reason}")]
+    UpdateFailed { function: String, reason: String },
+    #[error("waiting on {function} failed: {reason}")]
+    WaitFailed { function: String, reason: String },
+    #[error("the package is {size} bytes; Lambda takes at most {MAX_DIRECT_UPLOAD_BYTES} bytes uploaded directly")]
+    TooLarge { size: u64 },
+    #[error("cannot read the package: {0}")]
+    ReadPackage(#[source] std::io::Error),
+}
+
+/// What Lambda says about a function before we touch it.
+#[derive(Debug, Clone, Default)]
+pub struct FunctionState {
+    pub arn: String,
+    pub code_sha256: String,
+    pub revision_id: String,
+    pub tags: HashMap<String, String>,
+    config_matches: bool,
+}
+
+/// What a deployment did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Created,
+    Updated,
+    /// The function already ran this exact package and configuration.
+    Unchanged,
+}
+
+/// The function as left by a deployment.
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    pub change: Change,
+    pub function_arn: String,
+    pub code_sha256: String,
+    /// The published version, when the spec asks for one.
+    pub version: Option<String>,
+}
+
+/// Reads the function, or `None` if it does not exist yet.
+pub async fn describe(lambda: &aws_sdk_lambda::Client, spec: &FunctionSpec) -> Result<Option<FunctionState>, DeployError> {
+    match lambda.get_function().function_name(&spec.name).send().await {
+        Ok(out) => Ok(Some(state_of(&out, spec))),
+        Err(err) if err.as_service_error().is_some_and(GetFunctionError::is_resource_not_found_exception) => Ok(None),
+        Err(err) => Err(DeployError::Get { function: spec.name.clone(), source: Box::new(err) }),
+    }
+}
+
+fn state_of(out: &GetFunctionOutput, spec: &FunctionSpec) -> FunctionState {
+    let Some(cfg) = out.configuration() else {
+        return FunctionState::default();
+    };
+    let env: BTreeMap<String, String> = cfg
+        .environment()
+        .and_then(|e| e.variables())
+        .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    let layers: Vec<&str> = cfg.layers().iter().filter_map(|l| l.arn()).collect();
+    let arch = cfg.architectures().first().map(|a| a.as_str()).unwrap_or("x86_64");
+    let config_matches = cfg.runtime().map(|r| r.as_str()) == Some(spec.runtime.as_str())
+        && cfg.handler() == Some(spec.handler.as_str())
+        && cfg.memory_size() == Some(spec.memory_mb)
+        && cfg.timeout() == Some(spec.timeout_secs)
+        && cfg.description().unwrap_or_default() == spec.description
+        && env == spec.environment
+        && layers == spec.layers.iter().map(String::as_str).collect::<Vec<_>>()
+        && arch == spec.architecture.as_str();
+    FunctionState {
+        arn: cfg.function_arn().unwrap_or_default().to_owned(),
+        code_sha256: cfg.code_sha256().unwrap_or_default().to_owned(),
+        revision_id: cfg.revision_id().unwrap_or_default().to_owned(),
+        tags: out.tags().cloned().unwrap_or_default(),
+        config_matches,
+    }
+}
+
+/// Makes the function run `package` with `spec`'s configuration, then publishes a version and
+/// moves the alias if the spec asks. `current` is what [`describe`] returned just before;
+/// `tags` are written on the function with the change.
+pub async fn upsert(
+    lambda: &aws_sdk_lambda::Client,
+    spec: &FunctionSpec,
+    package: &Package,
+    role_arn: &str,
+    current: Option<FunctionState>,
+    tags: &HashMap<String, String>,
+) -> Result<Deployment, DeployError> {
+    let function = spec.name.clone();
+    let (change, arn) = match current {
+        None => {
+            let arn = create(lambda, spec, package, role_arn, tags).await?;
+            (Change::Created, arn)
+        }
+        Some(state) if state.code_sha256 == package.code_sha256 && state.config_matches => {
+            return Ok(Deployment { change: Change::Unchanged, function_arn: state.arn, code_sha256: state.code_sha256, version: None });
+        }
+        Some(state) => {
+            let mut revision = state.revision_id.clone();
+            if state.code_sha256 != package.code_sha256 || !state.config_matches {
+                // Architecture can only change together with the code, so the code goes first.
+                let out = lambda
+                    .update_function_code()
+                    .function_name(&function)
+                    .zip_file(read_package(package).await?)
+                    .architectures(Architecture::from(spec.architecture.as_str()))
+                    .revision_id(&revision)
+                    .send()
+                    .await
+                    .map_err(|e| DeployError::UpdateCode { function: function.clone(), source: Box::new(e) })?;
+                revision = out.revision_id().unwrap_or_default().to_owned();
+                wait_updated(lambda, &function).await?;
+            }
+            if !state.config_matches {
+                lambda
+                    .update_function_configuration()
+                    .function_name(&function)
+                    .runtime(Runtime::from(spec.runtime.as_str()))
+                    .handler(&spec.handler)
+                    .role(role_arn)
+                    .memory_size(spec.memory_mb)
+                    .timeout(spec.timeout_secs)
+                    .description(&spec.description)
+                    .set_layers(Some(spec.layers.clone()))
+                    .environment(environment(spec))
+                    .revision_id(&revision)
+                    .send()
+                    .await
+                    .map_err(|e| DeployError::UpdateConfig { function: function.clone(), source: Box::new(e) })?;
+                wait_updated(lambda, &function).await?;
+            }
+            lambda
+                .tag_resource()
+                .resource(&state.arn)
+                .set_tags(Some(tags.clone()))
+                .send()
+                .await
+                .map_err(|e| DeployError::Tag { function: function.clone(), source: Box::new(e) })?;
+            (Change::Updated, state.arn)
+        }
+    };
+    let version = if spec.publish { Some(publish(lambda, spec, package).await?) } else { None };
+    Ok(Deployment { change, function_arn: arn, code_sha256: package.code_sha256.clone(), version })
+}
+
+async fn create(
+    lambda: &aws_sdk_lambda::Client,
+    spec: &FunctionSpec,
+    package: &Package,
+    role_arn: &str,
+    tags: &HashMap<String, String>,
+) -> Result<String, DeployError> {
+    let out = lambda
+        .create_function()
+        .function_name(&spec.name)
+        .runtime(Runtime::from(spec.runtime.as_str()))
+        .role(role_arn)
+        .handler(&spec.handler)
+        .code(FunctionCode::builder().zip_file(read_package(package).await?).build())
+        .architectures(Architecture::from(spec.architecture.as_str()))
+        .memory_size(spec.memory_mb)
+        .timeout(spec.timeout_secs)
+        .description(&spec.description)
+        .set_layers(Some(spec.layers.clone()))
+        .environment(environment(spec))
+        .set_tags(Some(tags.clone()))
+        .send()
+        .await
+        .map_err(|e| DeployError::Create { function: spec.name.clone(), source: Box::new(e) })?;
+    lambda
+        .wait_until_function_active_v2()
+        .function_name(&spec.name)
+        .wait(WAIT)
+        .await
+        .map_err(|e| waiter_error(&spec.name, e))?;
+    Ok(out.function_arn().unwrap_or_default().to_owned())
+}
+
+/// Publishes a version of exactly this package and moves the alias to it.
+async fn publish(lambda: &aws_sdk_lambda::Client, spec: &FunctionSpec, package: &Package) -> Result<String, DeployError> {
+    let function = &spec.name;
+    let out = lambda
+        .publish_version()
+        .function_name(function)
+        .code_sha256(&package.code_sha256)
+        .send()
+        .await
+        .map_err(|e| DeployError::Publish { function: function.clone(), source: Box::new(e) })?;
+    let version = out.version().unwrap_or("$LATEST").to_owned();
+    if let Some(alias) = &spec.alias {
+        point_alias(lambda, function, alias, &version).await?;
+    }
+    Ok(version)
+}
+
+async fn point_alias(lambda: &aws_sdk_lambda::Client, function: &str, alias: &str, version: &str) -> Result<(), DeployError> {
+    let existing = lambda.get_alias().function_name(function).name(alias).send().await;
+    match existing {
+        Ok(current) => {
+            lambda
+                .update_alias()
+                .function_name(function)
+                .name(alias)
+                .function_version(version)
+                .set_revision_id(current.revision_id().map(str::to_owned))
+                .send()
+                .await
+                .map_err(|e| DeployError::UpdateAlias { function: function.to_owned(), alias: alias.to_owned(), source: Box::new(e) })?;
+        }
+        Err(err) if err.as_service_error().is_some_and(GetAliasError::is_resource_not_found_exception) => {
+            lambda
+                .create_alias()
+                .function_name(function)
+                .name(alias)
+                .function_version(version)
+                .send()
+                .await
+                .map_err(|e| DeployError::CreateAlias { function: function.to_owned(), alias: alias.to_owned(), source: Box::new(e) })?;
+        }
+        Err(err) => {
+            return Err(DeployError::GetAlias { function: function.to_owned(), alias: alias.to_owned(), source: Box::new(err) });
+        }
+    }
+    Ok(())
+}
+
+async fn wait_updated(lambda: &aws_sdk_lambda::Client, function: &str) -> Result<(), DeployError> {
+    lambda
+        .wait_until_function_updated_v2()
+        .function_name(function)
+        .wait(WAIT)
+        .await
+        .map(|_| ())
+        .map_err(|e| waiter_error(function, e))
+}
+
+fn waiter_error<O: std::fmt::Debug, E: std::error::Error + Send + Sync + 'static>(function: &str, err: WaiterError<O, E>) -> DeployError {
+    let function = function.to_owned();
+    match err {
+        WaiterError::ExceededMaxWait(_) => DeployError::WaitTimedOut { function },
+        WaiterError::FailureState(_) => DeployError::UpdateFailed { function, reason: "Lambda reported the update as Failed".into() },
+        other => DeployError::WaitFailed { function, reason: aws_smithy_types::error::display::DisplayErrorContext(&other).to_string() },
+    }
+}
+
+fn environment(spec: &FunctionSpec) -> Environment {
+    Environment::builder().set_variables(Some(spec.environment.clone().into_iter().collect())).build()
+}
+
+async fn read_package(package: &Package) -> Result<Blob, DeployError> {
+    if package.size > MAX_DIRECT_UPLOAD_BYTES {
+        return Err(DeployError::TooLarge { size: package.size });
+    }
+    tokio::fs::read(&package.path).await.map(Blob::new).map_err(DeployError::ReadPackage)
+}

@@ -1,0 +1,191 @@
+//! The one place that decides what a failure means for the message behind it.
+//!
+//! * **Permanent**: the upload itself is wrong (not a zip, bad manifest, invalid name,
+//!   unsupported runtime) or AWS refused the request as invalid. Retrying cannot help: the job
+//!   is reported failed once and its message deleted.
+//! * **Transient**: throttling, 5xx, network trouble, Lambda's "update in progress", a lost
+//!   `RevisionId` race, a full disk. The message goes back to the queue with a backoff delay;
+//!   if it keeps failing, the queue's redrive policy moves it to the dead-letter queue.
+//!
+//! SDK errors are classified with the generated `is_*` methods and HTTP status codes, never by
+//! matching message text.
+
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+
+use crate::artifact::ArtifactError;
+use crate::deploy::DeployError;
+use crate::event::EventError;
+use crate::manifest::ManifestError;
+use crate::package::PackageError;
+
+/// What to do with a failed job's message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    Permanent,
+    Transient,
+}
+
+/// Any failure of one job.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Event(#[from] EventError),
+    #[error(transparent)]
+    Artifact(#[from] ArtifactError),
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Package(#[from] PackageError),
+    #[error(transparent)]
+    Deploy(#[from] DeployError),
+    #[error("cannot prepare the job's work directory: {0}")]
+    WorkDir(#[source] std::io::Error),
+    #[error("the job was interrupted by shutdown")]
+    Interrupted,
+}
+
+impl JobError {
+    /// Permanent or transient: see the module docs.
+    pub fn class(&self) -> Class {
+        use Class::{Permanent, Transient};
+        match self {
+            JobError::Event(_) | JobError::Manifest(_) => Permanent,
+            JobError::Artifact(e) => match e {
+                ArtifactError::Download { source, .. } => {
+                    // NoSuchKey: the object is gone; nothing will bring it back.
+                    let gone = source.as_service_error().is_some_and(|e| e.is_no_such_key());
+                    if gone {
+                        Permanent
+                    } else {
+                        sdk(source, |_| false)
+                    }
+                }
+                ArtifactError::Stream { .. } => Transient,
+                ArtifactError::Write { source, .. } => io(source),
+                _ => Permanent,
+            },
+            JobError::Package(e) => match e {
+                PackageError::Read { source, .. } | PackageError::Write(source) => io(source),
+                PackageError::Zip(zip::result::ZipError::Io(source)) => io(source),
+                PackageError::Zip(_) | PackageError::NotUtf8(_) => Permanent,
+            },
+            JobError::Deploy(e) => deploy(e),
+            JobError::WorkDir(source) => io(source),
+            JobError::Interrupted => Transient,
+        }
+    }
+
+    /// True when the object the event named has been replaced by a newer upload under the same
+    /// key (`If-Match` on the event's ETag failed): the newer upload's own event will deploy it.
+    pub fn is_superseded(&self) -> bool {
+        match self {
+            JobError::Artifact(ArtifactError::Download { source, .. }) => status(source) == Some(412),
+            _ => false,
+        }
+    }
+}
+
+fn deploy(e: &DeployError) -> Class {
+    use aws_sdk_lambda::operation as op;
+    match e {
+        DeployError::Get { source, .. } => sdk(source, |e: &op::get_function::GetFunctionError| e.is_too_many_requests_exception() || e.is_service_exception()),
+        DeployError::Create { source, .. } => sdk(source, |e: &op::create_function::CreateFunctionError| {
+            // A racing worker created it first: re-read and update on the next attempt.
+            e.is_resource_conflict_exception() || e.is_too_many_requests_exception() || e.is_service_exception()
+        }),
+        DeployError::UpdateCode { source, .. } => sdk(source, |e: &op::update_function_code::UpdateFunctionCodeError| {
+            e.is_resource_conflict_exception()
+                || e.is_precondition_failed_exception()
+                || e.is_too_many_requests_exception()
+                || e.is_service_exception()
+                || e.is_resource_not_found_exception()
+        }),
+        DeployError::UpdateConfig { source, .. } => sdk(source, |e: &op::update_function_configuration::UpdateFunctionConfigurationError| {
+            e.is_resource_conflict_exception()
+                || e.is_precondition_failed_exception()
+                || e.is_too_many_requests_exception()
+                || e.is_service_exception()
+                || e.is_resource_not_found_exception()
+        }),
+        DeployError::Tag { source, .. } => sdk(source, |e: &op::tag_resource::TagResourceError| {
+            e.is_resource_conflict_exception() || e.is_too_many_requests_exception() || e.is_service_exception()
+        }),
+        DeployError::Publish { source, .. } => sdk(source, |e: &op::publish_version::PublishVersionError| {
+            e.is_resource_conflict_exception() || e.is_precondition_failed_exception() || e.is_too_many_requests_exception() || e.is_service_exception()
+        }),
+        DeployError::GetAlias { source, .. } => sdk(source, |e: &op::get_alias::GetAliasError| e.is_too_many_requests_exception() || e.is_service_exception()),
+        DeployError::CreateAlias { source, .. } => sdk(source, |e: &op::create_alias::CreateAliasError| {
+            e.is_resource_conflict_exception() || e.is_too_many_requests_exception() || e.is_service_exception()
+        }),
+        DeployError::UpdateAlias { source, .. } => sdk(source, |e: &op::update_alias::UpdateAliasError| {
+            e.is_resource_conflict_exception() || e.is_precondition_failed_exception() || e.is_too_many_requests_exception() || e.is_service_exception()
+        }),
+        DeployError::WaitTimedOut { .. } | DeployError::WaitFailed { .. } => Class::Transient,
+        DeployError::UpdateFailed { .. } | DeployError::TooLarge { .. } => Class::Permanent,
+        DeployError::ReadPackage(source) => io(source),
+    }
+}
+
+/// Classifies an SDK error: anything that never got a proper answer (timeout, connection,
+/// unparseable response), a 5xx or a 429 is transient; a service error is transient only if
+/// `transient_service_error` says so.
+pub fn sdk<E>(err: &SdkError<E, HttpResponse>, transient_service_error: impl Fn(&E) -> bool) -> Class {
+    let transient = match err {
+        SdkError::ConstructionFailure(_) => false,
+        SdkError::ServiceError(ctx) => {
+            let code = ctx.raw().status().as_u16();
+            code >= 500 || code == 429 || transient_service_error(ctx.err())
+        }
+        // TimeoutError, DispatchFailure, ResponseError and any future variant.
+        _ => true,
+    };
+    if transient {
+        Class::Transient
+    } else {
+        Class::Permanent
+    }
+}
+
+fn status<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
+    err.raw_response().map(|r| r.status().as_u16())
+}
+
+/// A full disk or exhausted memory passes; anything else the filesystem refuses is about the
+/// upload's content (a file where a directory must go, a name too long) and will not.
+fn io(err: &std::io::Error) -> Class {
+    use std::io::ErrorKind::*;
+    match err.kind() {
+        StorageFull | QuotaExceeded | OutOfMemory | Interrupted | TimedOut | WouldBlock | ResourceBusy => Class::Transient,
+        _ if err.raw_os_error() == Some(28) => Class::Transient, // ENOSPC on platforms that map it oddly
+        _ => Class::Permanent,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_problems_are_permanent() {
+        assert_eq!(JobError::from(ArtifactError::NotAZip("x".into())).class(), Class::Permanent);
+        assert_eq!(JobError::from(ManifestError::UnknownRuntime).class(), Class::Permanent);
+        assert_eq!(JobError::from(EventError::NotAnEvent("x".into())).class(), Class::Permanent);
+    }
+
+    #[test]
+    fn full_disk_is_transient() {
+        let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        assert_eq!(JobError::from(ArtifactError::Write { entry: "a".into(), source: full }).class(), Class::Transient);
+        let enospc = std::io::Error::from_raw_os_error(28);
+        assert_eq!(JobError::WorkDir(enospc).class(), Class::Transient);
+        let notdir = std::io::Error::from(std::io::ErrorKind::NotADirectory);
+        assert_eq!(JobError::WorkDir(notdir).class(), Class::Permanent);
+    }
+
+    #[test]
+    fn lambda_waits_are_transient_failures_are_not() {
+        assert_eq!(JobError::from(DeployError::WaitTimedOut { function: "f".into() }).class(), Class::Transient);
+        assert_eq!(JobError::from(DeployError::UpdateFailed { function: "f".into(), reason: "r".into() }).class(), Class::Permanent);
+    }
+}

@@ -1,0 +1,319 @@
+//! One job: a queue message, the uploads it announces, and what happened to each.
+//!
+//! For each upload: fetch the exact object, unpack it, resolve its manifest, package it,
+//! check it is not older than what the function already runs, deploy it, and write the status
+//! report. The caller deletes the message only when every upload has a final report.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::artifact;
+use crate::config::Config;
+use crate::deploy::{self, Change, FunctionState};
+use crate::error::{Class, JobError};
+use crate::event::{self, Notification, ObjectCreated};
+use crate::manifest::{self, FunctionSpec};
+use crate::package::{self, Package};
+use crate::queue::{self, Queue, Received};
+use crate::report::{self, Outcome, Source, StatusReport};
+
+/// Tag on each function: the ordering token of the upload it runs (see [`order_token`]).
+pub const TAG_ORDER: &str = "auto-lambda:order";
+/// Tag on each function: the upload it runs, `key#versionId-or-ETag`.
+pub const TAG_SOURCE: &str = "auto-lambda:source";
+
+/// What the worker needs to run jobs.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub s3: aws_sdk_s3::Client,
+    pub lambda: aws_sdk_lambda::Client,
+    pub queue: Queue,
+    pub config: Arc<Config>,
+}
+
+/// What to do with a message once its job is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Every upload has a final outcome on record.
+    Delete,
+    /// Something transient failed; let the message reappear after this delay.
+    RetryAfter(Duration),
+}
+
+/// Works one message to the end and says what to do with it. Never fails: every error is
+/// classified, logged and, where there is an upload to speak of, reported.
+#[tracing::instrument(skip_all, fields(message_id = %message.message_id, attempt = message.receive_count))]
+pub async fn handle(ctx: &Context, message: &Received) -> Disposition {
+    let objects = match event::parse(&message.body) {
+        Ok(Notification::Created(objects)) => objects,
+        Ok(Notification::Ignored(reason)) => {
+            tracing::info!(%reason, "Ignoring message.");
+            return Disposition::Delete;
+        }
+        Err(err) => {
+            // No upload to report on: the log and the metric are the report. Retrying cannot help.
+            tracing::warn!(error = %err, body = %truncate(&message.body, 200), "Removing a message that is not an S3 event.");
+            crate::metrics::record_outcome("not-an-event");
+            return Disposition::Delete;
+        }
+    };
+    let mut disposition = Disposition::Delete;
+    for object in objects {
+        if let Some(reason) = skip_reason(&ctx.config, &object) {
+            tracing::info!(bucket = %object.bucket, key = %object.key, %reason, "Ignoring object.");
+            continue;
+        }
+        if let Disposition::RetryAfter(delay) = work_object(ctx, message, &object).await {
+            disposition = Disposition::RetryAfter(delay);
+        }
+    }
+    disposition
+}
+
+fn skip_reason(config: &Config, object: &ObjectCreated) -> Option<String> {
+    if !object.key.starts_with(&config.source_prefix) {
+        return Some(format!("outside the source prefix `{}`", config.source_prefix));
+    }
+    if !object.key.ends_with(".zip") {
+        return Some("not a .zip".into());
+    }
+    None
+}
+
+/// Per-stage timings of one upload.
+#[derive(Debug, Default)]
+struct Timings(BTreeMap<&'static str, u64>);
+
+impl Timings {
+    async fn time<T>(&mut self, stage: &'static str, fut: impl std::future::Future<Output = T>) -> T {
+        let start = Instant::now();
+        let out = fut.await;
+        let elapsed = start.elapsed();
+        crate::metrics::record_stage(stage, elapsed);
+        self.0.insert(stage, elapsed.as_millis() as u64);
+        out
+    }
+}
+
+/// What a successful pass through the stages produced.
+struct Done {
+    outcome: Outcome,
+    spec: FunctionSpec,
+    package: Package,
+    arn: Option<String>,
+    version: Option<String>,
+    note: Option<String>,
+}
+
+#[tracing::instrument(skip_all, fields(key = %object.key))]
+async fn work_object(ctx: &Context, message: &Received, object: &ObjectCreated) -> Disposition {
+    let mut timings = Timings::default();
+    let result = run_stages(ctx, object, &mut timings).await;
+    let source = Source::from(object);
+    let mut report = StatusReport {
+        outcome: Outcome::Failed,
+        source,
+        function_name: None,
+        function_arn: None,
+        version: None,
+        alias: None,
+        code_sha256: None,
+        package_bytes: None,
+        timings_ms: BTreeMap::new(),
+        error: None,
+        error_class: None,
+        will_retry: false,
+        build_log_tail: None,
+        message_id: message.message_id.clone(),
+        attempt: message.receive_count,
+        finished_at: String::new(),
+    };
+    let mut disposition = Disposition::Delete;
+    match result {
+        Ok(done) => {
+            report.outcome = done.outcome;
+            report.function_name = Some(done.spec.name.clone());
+            report.function_arn = done.arn;
+            report.version = done.version;
+            report.alias = done.spec.alias.clone();
+            report.code_sha256 = Some(done.package.code_sha256.clone());
+            report.package_bytes = Some(done.package.size);
+            report.error = done.note;
+            tracing::info!(function = %done.spec.name, outcome = done.outcome.as_str(), version = ?report.version, code_sha256 = %done.package.code_sha256, "Job done.");
+        }
+        Err(err) if err.is_superseded() => {
+            report.outcome = Outcome::StaleSkipped;
+            report.error = Some(format!("a newer upload replaced this object before it was fetched ({err})"));
+            tracing::info!(error = %err, "Skipping a superseded upload.");
+        }
+        Err(err) => {
+            let class = err.class();
+            report.error = Some(err.to_string());
+            report.error_class = Some(match class {
+                Class::Permanent => "permanent",
+                Class::Transient => "transient",
+            });
+            if class == Class::Transient {
+                report.will_retry = true;
+                let delay = queue::retry_delay(message.receive_count);
+                disposition = Disposition::RetryAfter(delay);
+                tracing::warn!(error = %err, retry_in_secs = delay.as_secs(), "Job failed; will retry.");
+            } else {
+                tracing::warn!(error = %err, "Job failed permanently; the upload must change.");
+            }
+        }
+    }
+    report.timings_ms = timings.0;
+    report.finished_at = report::now_rfc3339();
+    let outcome_label = if report.will_retry { "retrying" } else { report.outcome.as_str() };
+    crate::metrics::record_outcome(outcome_label);
+    match report::write(&ctx.s3, &ctx.config.status_prefix, &report).await {
+        Ok(key) => tracing::debug!(%key, "Status report written."),
+        Err(err) => {
+            // The outcome is not on record: keep the message so the job runs again.
+            tracing::warn!(error = %err, "Cannot write the status report; the message will be retried.");
+            if disposition == Disposition::Delete {
+                disposition = Disposition::RetryAfter(queue::retry_delay(message.receive_count));
+            }
+        }
+    }
+    disposition
+}
+
+async fn run_stages(ctx: &Context, object: &ObjectCreated, timings: &mut Timings) -> Result<Done, JobError> {
+    let config = &ctx.config;
+    let work = match &config.work_dir {
+        Some(dir) => tempfile::Builder::new().prefix("auto-lambda-").tempdir_in(dir),
+        None => tempfile::Builder::new().prefix("auto-lambda-").tempdir(),
+    }
+    .map_err(JobError::WorkDir)?;
+    let upload = work.path().join("upload.zip");
+    let app = work.path().join("app");
+    std::fs::create_dir(&app).map_err(JobError::WorkDir)?;
+
+    timings.time("download", artifact::fetch(&ctx.s3, object, &upload, config.max_zip_bytes)).await?;
+    let limits = config.limits();
+    let (upload_c, app_c) = (upload.clone(), app.clone());
+    timings.time("unpack", blocking(move || artifact::unpack(&upload_c, &app_c, &limits))).await??;
+
+    let spec = manifest::resolve(manifest::read(&app)?, &app, &default_name(&object.key), &config.function_prefix)?;
+    timings.0.insert("build", 0); // no native dependencies to build yet
+
+    let out = work.path().join("package.zip");
+    let app_c = app.clone();
+    let package = timings.time("package", blocking(move || package::build(&app_c, &out))).await??;
+
+    timings.time("deploy", deploy_if_newer(ctx, object, spec, package)).await
+}
+
+/// Deploys unless the function already runs a newer upload of the same key.
+async fn deploy_if_newer(ctx: &Context, object: &ObjectCreated, spec: FunctionSpec, package: Package) -> Result<Done, JobError> {
+    let current = deploy::describe(&ctx.lambda, &spec).await?;
+    let ours = order_token(object);
+    if let Some(state) = &current {
+        if let Some(note) = newer_deployed(state, &ours, object) {
+            return Ok(Done { outcome: Outcome::StaleSkipped, arn: Some(state.arn.clone()), version: None, note: Some(note), spec, package });
+        }
+    }
+    let mut tags = HashMap::new();
+    tags.insert(TAG_ORDER.to_owned(), ours);
+    tags.insert(TAG_SOURCE.to_owned(), tag_value(&format!("{}#{}", object.key, object.version_id.as_deref().or(object.etag.as_deref()).unwrap_or(""))));
+    let deployment = deploy::upsert(&ctx.lambda, &spec, &package, &ctx.config.role_arn, current, &tags).await?;
+    let outcome = match deployment.change {
+        Change::Created | Change::Updated => Outcome::Deployed,
+        Change::Unchanged => Outcome::Unchanged,
+    };
+    Ok(Done { outcome, arn: Some(deployment.function_arn), version: deployment.version, note: None, spec, package })
+}
+
+/// The ordering token of an upload. S3's `sequencer` orders events for one key; it is hex of
+/// varying length, compared after left-padding. moto sends none, so the fallback is the event
+/// time (millisecond resolution): uploads of one key less than a millisecond apart may then be
+/// ordered either way, which only matters on the emulator.
+pub fn order_token(object: &ObjectCreated) -> String {
+    match (&object.sequencer, &object.event_time) {
+        (Some(seq), _) => format!("seq:{:0>32}", seq.to_ascii_uppercase()),
+        (None, Some(time)) => format!("time:{time}"),
+        (None, None) => String::new(),
+    }
+}
+
+/// If the function runs an upload newer than `ours`, says so.
+fn newer_deployed(state: &FunctionState, ours: &str, object: &ObjectCreated) -> Option<String> {
+    let theirs = state.tags.get(TAG_ORDER)?;
+    let comparable = !ours.is_empty() && theirs.split(':').next() == ours.split(':').next();
+    if comparable && theirs.as_str() > ours {
+        let from = state.tags.get(TAG_SOURCE).map_or("", String::as_str);
+        return Some(format!("the function already runs a newer upload ({from}); {} was not deployed over it", object.key));
+    }
+    None
+}
+
+/// Lambda tag values allow letters, digits, spaces and `_.:/=+-@`, up to 256 characters.
+fn tag_value(raw: &str) -> String {
+    raw.chars()
+        .map(|c| if c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c) { c } else { '_' })
+        .take(256)
+        .collect()
+}
+
+/// The default function name: the key's file stem (`apps/hello-api.zip` → `hello-api`).
+pub fn default_name(key: &str) -> String {
+    Path::new(key).file_stem().and_then(|s| s.to_str()).unwrap_or(key).to_owned()
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, JobError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| JobError::WorkDir(std::io::Error::other(e)))
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(seq: Option<&str>, time: Option<&str>) -> ObjectCreated {
+        ObjectCreated {
+            bucket: "b".into(),
+            key: "apps/a.zip".into(),
+            size: None,
+            etag: None,
+            version_id: None,
+            sequencer: seq.map(Into::into),
+            event_time: time.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn sequencers_compare_after_padding() {
+        let short = order_token(&obj(Some("FF"), None));
+        let long = order_token(&obj(Some("0100"), None));
+        assert!(long > short);
+    }
+
+    #[test]
+    fn newer_deployment_blocks_older_event() {
+        let mut state = FunctionState::default();
+        state.tags.insert(TAG_ORDER.into(), order_token(&obj(None, Some("2026-11-23T07:00:02.000Z"))));
+        let older = obj(None, Some("2026-11-23T07:00:01.000Z"));
+        assert!(newer_deployed(&state, &order_token(&older), &older).is_some());
+        let newer = obj(None, Some("2026-11-23T07:00:03.000Z"));
+        assert!(newer_deployed(&state, &order_token(&newer), &newer).is_none());
+        // Tokens of different kinds are not compared.
+        let seq = obj(Some("01"), None);
+        assert!(newer_deployed(&state, &order_token(&seq), &seq).is_none());
+    }
+
+    #[test]
+    fn names_and_tags() {
+        assert_eq!(default_name("apps/hello-api.zip"), "hello-api");
+        assert_eq!(tag_value("apps/é x#1?"), "apps/é x_1_");
+    }
+}

@@ -1,0 +1,189 @@
+//! auto-lambda-worker: turns app zips uploaded to S3 into deployed Lambda functions.
+//!
+//! [`run`] is the whole daemon: it long-polls the queue, works up to `concurrency` jobs at
+//! once ([`job`]), and on shutdown stops receiving, lets jobs in hand finish within the grace
+//! period and hands back the messages of those that cannot.
+//!
+//! Where things happen: [`event`] parses notifications, [`queue`] talks to SQS, [`artifact`]
+//! fetches and unpacks uploads, [`manifest`] reads `lambda.toml`, [`package`] writes the
+//! deployment zip, [`deploy`] talks to Lambda, [`report`] writes status reports, [`error`]
+//! classifies failures and [`metrics`] counts what happened.
+#![forbid(unsafe_code)]
+
+pub mod artifact;
+pub mod config;
+pub mod deploy;
+pub mod error;
+pub mod event;
+pub mod job;
+pub mod manifest;
+pub mod metrics;
+pub mod package;
+pub mod queue;
+pub mod report;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::Config;
+use job::{Context, Disposition};
+use queue::Queue;
+
+/// The AWS clients the worker uses, built once from one [`SdkConfig`].
+#[derive(Debug, Clone)]
+pub struct Clients {
+    pub s3: aws_sdk_s3::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub lambda: aws_sdk_lambda::Client,
+}
+
+impl Clients {
+    pub fn new(sdk: &SdkConfig) -> Self {
+        Self {
+            s3: auto_lambda_common::aws::s3_client(sdk),
+            sqs: aws_sdk_sqs::Client::new(sdk),
+            lambda: aws_sdk_lambda::Client::new(sdk),
+        }
+    }
+}
+
+/// Why the worker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot reach the queue {queue_url} (check --queue-url and --endpoint-url): {reason}")]
+    QueueUnreachable { queue_url: String, reason: String },
+}
+
+/// Checks, before taking any work, that the queue answers. Retries until `timeout`, so that a
+/// worker started before the network is up does not give up at once.
+pub async fn preflight(config: &Config, clients: &Clients) -> Result<(), StartError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(config.startup_timeout_secs);
+    let mut delay = Duration::from_millis(250);
+    loop {
+        let attempt = clients
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&config.queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout)
+            .send()
+            .await;
+        match attempt {
+            Ok(_) => return Ok(()),
+            Err(err) => {
+                let reason = aws_smithy_types::error::display::DisplayErrorContext(&err).to_string();
+                let permanent = error::sdk(&err, |_| false) == error::Class::Permanent;
+                if permanent || tokio::time::Instant::now() + delay > deadline {
+                    return Err(StartError::QueueUnreachable { queue_url: config.queue_url.clone(), reason });
+                }
+                tracing::info!(%reason, "Queue not reachable yet; retrying.");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Runs the worker until `shutdown` is cancelled, then drains. Returns once every job has
+/// finished or been handed back.
+pub async fn run(config: Config, clients: Clients, shutdown: CancellationToken) {
+    let config = Arc::new(config);
+    let ctx = Context {
+        s3: clients.s3.clone(),
+        lambda: clients.lambda.clone(),
+        queue: Queue::new(clients.sqs.clone(), config.queue_url.clone()),
+        config: config.clone(),
+    };
+    let concurrency = config.concurrency();
+    let permits = Arc::new(Semaphore::new(concurrency));
+    let tracker = TaskTracker::new();
+    // Cancelled when the grace period runs out: jobs still running hand their messages back.
+    let hard_stop = CancellationToken::new();
+    let mut receive_backoff = Duration::ZERO;
+    tracing::info!(queue = %config.queue_url, concurrency, "Worker started.");
+
+    loop {
+        // Wait for a free slot before asking for more work, so that no message sits hidden
+        // in this process while another worker is idle.
+        let first = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+        };
+        let mut slots = vec![first];
+        while slots.len() < 10 {
+            match permits.clone().try_acquire_owned() {
+                Ok(p) => slots.push(p),
+                Err(_) => break,
+            }
+        }
+        let received = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = ctx.queue.receive(slots.len() as i32, config.wait_time_secs, config.visibility_timeout_secs) => r,
+        };
+        let messages = match received {
+            Ok(messages) => {
+                receive_backoff = Duration::ZERO;
+                messages
+            }
+            Err(err) => {
+                metrics::record_receive_error();
+                receive_backoff = (receive_backoff * 2).clamp(Duration::from_millis(500), Duration::from_secs(30));
+                tracing::warn!(error = %aws_smithy_types::error::display::DisplayErrorContext(&err), backoff_ms = receive_backoff.as_millis() as u64, "Receive failed; backing off.");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(receive_backoff) => continue,
+                }
+            }
+        };
+        for message in messages {
+            let permit = slots.pop().expect("never more messages than slots");
+            let ctx = ctx.clone();
+            let hard_stop = hard_stop.clone();
+            tracker.spawn(async move {
+                let _permit = permit;
+                work_message(&ctx, message, hard_stop).await;
+            });
+        }
+    }
+
+    tracker.close();
+    let grace = Duration::from_secs(config.shutdown_grace_secs);
+    tracing::info!(in_flight = tracker.len(), grace_secs = grace.as_secs(), "Stopped receiving; finishing jobs in hand.");
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::warn!(in_flight = tracker.len(), "Grace period over; handing back unfinished messages.");
+        hard_stop.cancel();
+        tracker.wait().await;
+    }
+    tracing::info!("Worker stopped.");
+}
+
+/// Runs one message's job with a visibility heartbeat, then deletes it or lets it reappear.
+async fn work_message(ctx: &Context, message: queue::Received, hard_stop: CancellationToken) {
+    let _in_flight = metrics::InFlight::enter();
+    let beat_done = CancellationToken::new();
+    let heartbeat = ctx.queue.heartbeat(&message.receipt_handle, ctx.config.visibility_timeout_secs, beat_done.clone());
+    let job = job::handle(ctx, &message);
+    let disposition = tokio::select! {
+        d = job => Some(d),
+        _ = heartbeat => None,
+        _ = hard_stop.cancelled() => None,
+    };
+    beat_done.cancel();
+    let result = match disposition {
+        Some(Disposition::Delete) => ctx.queue.delete(&message.receipt_handle).await,
+        Some(Disposition::RetryAfter(delay)) => ctx.queue.set_visibility(&message.receipt_handle, delay.as_secs().min(43_000) as i32).await,
+        None => {
+            tracing::warn!(message_id = %message.message_id, "Job interrupted; handing its message back.");
+            ctx.queue.set_visibility(&message.receipt_handle, 0).await
+        }
+    };
+    if let Err(err) = result {
+        // Not fatal: the message reappears after its visibility timeout and is worked again,
+        // which the exactly-once checks make harmless.
+        tracing::warn!(message_id = %message.message_id, error = %err, "Cannot settle the message with SQS.");
+    }
+}

@@ -1,0 +1,194 @@
+//! The deployment zip: deterministic, so that the same app always gives the same CodeSha256.
+//!
+//! Entries are sorted by path, every timestamp is 1980-01-01 00:00, permissions are normalised
+//! (0755 for executables and `bootstrap`, 0644 for everything else), directories are implied
+//! by file paths, and symlinks stay symlinks. Nothing from the build host leaks in.
+
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+use zip::write::SimpleFileOptions;
+use zip::{CompressionMethod, DateTime, ZipWriter};
+
+/// Deflate level used for every entry: zlib's default, the same level SAM CLI and `zip -6` use.
+pub const DEFLATE_LEVEL: i64 = 6;
+
+/// A finished deployment package on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Package {
+    pub path: PathBuf,
+    /// Base64 of the SHA-256 of the zip: what Lambda reports as `CodeSha256`.
+    pub code_sha256: String,
+    pub size: u64,
+    pub entries: usize,
+}
+
+/// Why a package could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum PackageError {
+    #[error("cannot read `{path}` while packaging: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write the package: {0}")]
+    Write(#[source] std::io::Error),
+    #[error("cannot write the package: {0}")]
+    Zip(#[from] zip::result::ZipError),
+    #[error("path `{0}` is not UTF-8 and cannot go into a Lambda package")]
+    NotUtf8(String),
+}
+
+#[derive(Debug)]
+enum Kind {
+    File { executable: bool },
+    Symlink(String),
+}
+
+/// Zips the tree under `root` into `out`.
+pub fn build(root: &Path, out: &Path) -> Result<Package, PackageError> {
+    let entries = collect(root)?;
+    let file = std::fs::File::create(out).map_err(PackageError::Write)?;
+    let mut zip = ZipWriter::new(std::io::BufWriter::new(file));
+    let base = SimpleFileOptions::default()
+        .compression_method(CompressionMethod::Deflated)
+        .compression_level(Some(DEFLATE_LEVEL))
+        .last_modified_time(DateTime::default());
+    let mut buf = vec![0u8; 256 * 1024];
+    for (name, path, kind) in &entries {
+        match kind {
+            Kind::Symlink(target) => zip.add_symlink(name.as_str(), target.as_str(), base.unix_permissions(0o777))?,
+            Kind::File { executable } => {
+                let mode = if *executable || name == "bootstrap" { 0o755 } else { 0o644 };
+                zip.start_file(name.as_str(), base.unix_permissions(mode))?;
+                let read_error = |source| PackageError::Read { path: name.clone(), source };
+                let mut src = std::fs::File::open(path).map_err(read_error)?;
+                loop {
+                    let n = src.read(&mut buf).map_err(read_error)?;
+                    if n == 0 {
+                        break;
+                    }
+                    zip.write_all(&buf[..n]).map_err(PackageError::Write)?;
+                }
+            }
+        }
+    }
+    let mut writer = zip.finish()?;
+    writer.flush().map_err(PackageError::Write)?;
+    let mut file = writer.into_inner().map_err(|e| PackageError::Write(e.into_error()))?;
+    file.sync_all().map_err(PackageError::Write)?;
+    let size = file.stream_position().map_err(PackageError::Write)?;
+    Ok(Package { path: out.to_owned(), code_sha256: sha256_base64(out)?, size, entries: entries.len() })
+}
+
+/// Lists every file and symlink under `root`, sorted by their zip names.
+fn collect(root: &Path) -> Result<Vec<(String, PathBuf, Kind)>, PackageError> {
+    let mut entries = Vec::new();
+    for item in walkdir::WalkDir::new(root).follow_links(false).min_depth(1) {
+        let item = item.map_err(|e| PackageError::Read {
+            path: e.path().map(|p| p.display().to_string()).unwrap_or_default(),
+            source: e.into(),
+        })?;
+        let relative = item.path().strip_prefix(root).expect("walkdir yields paths under its root");
+        let name = relative
+            .to_str()
+            .ok_or_else(|| PackageError::NotUtf8(relative.display().to_string()))?
+            .replace(std::path::MAIN_SEPARATOR, "/");
+        let file_type = item.file_type();
+        let kind = if file_type.is_symlink() {
+            let target = std::fs::read_link(item.path()).map_err(|source| PackageError::Read { path: name.clone(), source })?;
+            let target = target.to_str().ok_or_else(|| PackageError::NotUtf8(target.display().to_string()))?.to_owned();
+            Kind::Symlink(target)
+        } else if file_type.is_file() {
+            let meta = item.metadata().map_err(|e| PackageError::Read { path: name.clone(), source: e.into() })?;
+            Kind::File { executable: is_executable(&meta) }
+        } else {
+            continue; // directories are implied; sockets and fifos have no place in a package
+        };
+        entries.push((name, item.into_path(), kind));
+    }
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(entries)
+}
+
+#[cfg(unix)]
+fn is_executable(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    meta.permissions().mode() & 0o111 != 0
+}
+
+#[cfg(not(unix))]
+fn is_executable(_meta: &std::fs::Metadata) -> bool {
+    false
+}
+
+/// Base64 of the SHA-256 of a file, as Lambda reports `CodeSha256`.
+pub fn sha256_base64(path: &Path) -> Result<String, PackageError> {
+    let read_error = |source| PackageError::Read { path: path.display().to_string(), source };
+    let mut file = std::fs::File::open(path).map_err(read_error)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = file.read(&mut buf).map_err(read_error)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(base64::engine::general_purpose::STANDARD.encode(hasher.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("pkg/sub")).unwrap();
+        std::fs::write(dir.path().join("app.py"), "def handler(e, c): return 1\n").unwrap();
+        std::fs::write(dir.path().join("pkg/sub/z.py"), "z = 1\n").unwrap();
+        std::fs::write(dir.path().join("pkg/a.py"), "a = 1\n").unwrap();
+        std::fs::write(dir.path().join("bootstrap"), "#!/bin/sh\n").unwrap();
+        dir
+    }
+
+    #[test]
+    fn same_tree_same_sha_whatever_mtime() {
+        let a = tree();
+        let out = tempfile::tempdir().unwrap();
+        let p1 = build(a.path(), &out.path().join("1.zip")).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let b = tree(); // written a second later, in another directory
+        let p2 = build(b.path(), &out.path().join("2.zip")).unwrap();
+        assert_eq!(p1.code_sha256, p2.code_sha256);
+        assert_eq!(p1.entries, 4);
+    }
+
+    #[test]
+    fn sorted_entries_and_normalised_modes() {
+        let a = tree();
+        let out = tempfile::tempdir().unwrap();
+        let p = build(a.path(), &out.path().join("p.zip")).unwrap();
+        let mut zip = zip::ZipArchive::new(std::fs::File::open(&p.path).unwrap()).unwrap();
+        let names: Vec<String> = (0..zip.len()).map(|i| zip.by_index(i).unwrap().name().unwrap().into_owned()).collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, ["app.py", "bootstrap", "pkg/a.py", "pkg/sub/z.py"]);
+        assert_eq!(names, sorted);
+        assert_eq!(zip.by_name("bootstrap").unwrap().unix_mode().unwrap() & 0o777, 0o755);
+        assert_eq!(zip.by_name("app.py").unwrap().unix_mode().unwrap() & 0o777, 0o644);
+    }
+
+    #[test]
+    fn content_change_changes_sha() {
+        let a = tree();
+        let out = tempfile::tempdir().unwrap();
+        let p1 = build(a.path(), &out.path().join("1.zip")).unwrap();
+        std::fs::write(a.path().join("app.py"), "def handler(e, c): return 2\n").unwrap();
+        let p2 = build(a.path(), &out.path().join("2.zip")).unwrap();
+        assert_ne!(p1.code_sha256, p2.code_sha256);
+    }
+}

@@ -1,0 +1,131 @@
+//! The status report: one JSON object per upload, written to the same bucket under the status
+//! prefix, so that the uploader learns what happened without access to the workers.
+//!
+//! Key: `<status-prefix><source key>/<versionId or ETag>.json`, e.g.
+//! `status/apps/hello-api.zip/0a1b2c….json`. One report per upload means a late, stale event
+//! can never overwrite the report of a newer one. A transient failure writes a report with
+//! `"will_retry": true`, which the final outcome later replaces.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_s3::primitives::ByteStream;
+use serde::Serialize;
+
+use crate::event::ObjectCreated;
+
+/// How an upload ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// The function now runs this upload.
+    Deployed,
+    /// The function already ran exactly this package and configuration.
+    Unchanged,
+    /// A newer upload of the same key was already deployed, or replaced this one in S3.
+    StaleSkipped,
+    /// See `error`.
+    Failed,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Deployed => "deployed",
+            Outcome::Unchanged => "unchanged",
+            Outcome::StaleSkipped => "stale-skipped",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+/// The upload a report is about.
+#[derive(Debug, Clone, Serialize)]
+pub struct Source {
+    pub bucket: String,
+    pub key: String,
+    pub version_id: Option<String>,
+    pub etag: Option<String>,
+    pub sequencer: Option<String>,
+    pub event_time: Option<String>,
+}
+
+impl From<&ObjectCreated> for Source {
+    fn from(o: &ObjectCreated) -> Self {
+        Self {
+            bucket: o.bucket.clone(),
+            key: o.key.clone(),
+            version_id: o.version_id.clone(),
+            etag: o.etag.clone(),
+            sequencer: o.sequencer.clone(),
+            event_time: o.event_time.clone(),
+        }
+    }
+}
+
+/// What the uploader reads.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    pub outcome: Outcome,
+    pub source: Source,
+    pub function_name: Option<String>,
+    pub function_arn: Option<String>,
+    pub version: Option<String>,
+    pub alias: Option<String>,
+    pub code_sha256: Option<String>,
+    pub package_bytes: Option<u64>,
+    /// Milliseconds per stage: download, unpack, build, package, deploy.
+    pub timings_ms: BTreeMap<&'static str, u64>,
+    /// The error in plain words, for failed and stale-skipped outcomes.
+    pub error: Option<String>,
+    /// `permanent` (fix the upload) or `transient` (the worker retries).
+    pub error_class: Option<&'static str>,
+    pub will_retry: bool,
+    /// Last lines of the dependency build's output, when a build ran.
+    pub build_log_tail: Option<String>,
+    pub message_id: String,
+    pub attempt: u32,
+    pub finished_at: String,
+}
+
+/// Where the report for `source` goes.
+pub fn key_for(status_prefix: &str, source: &Source) -> String {
+    let id = source.version_id.as_deref().or(source.etag.as_deref()).unwrap_or("unversioned");
+    format!("{status_prefix}{}/{id}.json", source.key)
+}
+
+/// Writes the report. The message is deleted only after this succeeds.
+pub async fn write(s3: &aws_sdk_s3::Client, status_prefix: &str, report: &StatusReport) -> Result<String, aws_sdk_s3::Error> {
+    let key = key_for(status_prefix, &report.source);
+    let body = serde_json::to_vec_pretty(report).expect("a report always serialises");
+    s3.put_object()
+        .bucket(&report.source.bucket)
+        .key(&key)
+        .content_type("application/json")
+        .body(ByteStream::from(body))
+        .send()
+        .await?;
+    Ok(key)
+}
+
+/// Now, as RFC 3339 UTC with milliseconds.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_prefers_version_then_etag() {
+        let mut s = Source { bucket: "b".into(), key: "apps/a b.zip".into(), version_id: None, etag: Some("e1".into()), sequencer: None, event_time: None };
+        assert_eq!(key_for("status/", &s), "status/apps/a b.zip/e1.json");
+        s.version_id = Some("v9".into());
+        assert_eq!(key_for("status/", &s), "status/apps/a b.zip/v9.json");
+    }
+
+    #[test]
+    fn outcome_serialises_kebab() {
+        assert_eq!(serde_json::to_string(&Outcome::StaleSkipped).unwrap(), "\"stale-skipped\"");
+    }
+}
