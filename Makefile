@@ -1,0 +1,18 @@
+# The two commands: `make demo` and `make test`. Both install what they need.
+.PHONY: demo test bench setup lint clean
+
+demo:
+	dev/demo.sh
+
+test: setup
+	cargo nextest --version >/dev/null 2>&1 && cargo nextest run --workspace --no-fail-fast || cargo test --workspace --no-fail-fast
+
+setup:
+	dev/setup.sh
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+clean:
+	rm -rf .dev target
