@@ -55,7 +55,10 @@ mod tests {
 
     #[test]
     fn endpoint_must_be_http_url() {
-        assert_eq!(parse_endpoint("http://127.0.0.1:5000/").unwrap(), "http://127.0.0.1:5000");
+        assert_eq!(
+            parse_endpoint("http://127.0.0.1:5000/").unwrap(),
+            "http://127.0.0.1:5000"
+        );
         assert!(parse_endpoint("127.0.0.1:5000").is_err());
         assert!(parse_endpoint("http://").is_err());
     }

@@ -17,7 +17,10 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(setting: impl Into<String>, problem: impl Into<String>) -> Self {
-        Self { setting: setting.into(), problem: problem.into() }
+        Self {
+            setting: setting.into(),
+            problem: problem.into(),
+        }
     }
 
     /// Prints the error on one line and exits 64.
@@ -41,11 +44,14 @@ pub fn parse_args<T: clap::Parser>() -> T {
     match T::try_parse() {
         Ok(parsed) => parsed,
         Err(err) if err.use_stderr() => {
-            // clap's message already names the flag; keep its first line only.
-            let msg = err.to_string();
-            let first = msg.lines().next().unwrap_or("invalid arguments");
-            eprintln!("{first}");
-            eprintln!("Run with --help for every setting.");
+            // clap's message names the flag; keep its first paragraph, folded onto one line.
+            let msg = err.render().to_string();
+            let first: Vec<&str> = msg
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            eprintln!("{} (see --help)", first.join(" "));
             std::process::exit(EXIT_CONFIG)
         }
         Err(err) => err.exit(), // --help and --version

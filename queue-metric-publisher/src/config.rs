@@ -42,20 +42,36 @@ pub struct Config {
 impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !(1..=60).contains(&self.period_secs) {
-            return Err(ConfigError::new("--period-secs / QMP_PERIOD_SECS", "must be between 1 and 60"));
+            return Err(ConfigError::new(
+                "--period-secs / QMP_PERIOD_SECS",
+                "must be between 1 and 60",
+            ));
         }
         let url = &self.queue_url;
         if !(url.starts_with("https://") || url.starts_with("http://")) {
-            return Err(ConfigError::new("--queue-url / QMP_QUEUE_URL", format!("`{url}` is not an SQS queue URL")));
+            return Err(ConfigError::new(
+                "--queue-url / QMP_QUEUE_URL",
+                format!("`{url}` is not an SQS queue URL"),
+            ));
         }
-        if self.namespace.is_empty() || self.namespace.starts_with("AWS/") || self.namespace.len() > 255 {
-            return Err(ConfigError::new("--namespace / QMP_NAMESPACE", "must be 1–255 characters and not start with AWS/"));
+        if self.namespace.is_empty()
+            || self.namespace.starts_with("AWS/")
+            || self.namespace.len() > 255
+        {
+            return Err(ConfigError::new(
+                "--namespace / QMP_NAMESPACE",
+                "must be 1–255 characters and not start with AWS/",
+            ));
         }
         Ok(())
     }
 
     /// The queue's name: the last segment of its URL, used as the metric dimension.
     pub fn queue_name(&self) -> &str {
-        self.queue_url.trim_end_matches('/').rsplit('/').next().unwrap_or(&self.queue_url)
+        self.queue_url
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or(&self.queue_url)
     }
 }

@@ -23,7 +23,10 @@ pub struct Clients {
 
 impl Clients {
     pub fn new(sdk: &SdkConfig) -> Self {
-        Self { sqs: aws_sdk_sqs::Client::new(sdk), cloudwatch: aws_sdk_cloudwatch::Client::new(sdk) }
+        Self {
+            sqs: aws_sdk_sqs::Client::new(sdk),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(sdk),
+        }
     }
 }
 
@@ -60,7 +63,14 @@ async fn tick(config: &Config, clients: &Clients) {
         return;
     }
     match publish::put(&clients.cloudwatch, &config.namespace, data).await {
-        Ok(()) => tracing::info!(visible = backlog.visible, not_visible = backlog.not_visible, delayed = backlog.delayed, "Published backlog."),
-        Err(err) => tracing::warn!(error = %aws_smithy_types::error::display::DisplayErrorContext(&err), "PutMetricData failed."),
+        Ok(()) => tracing::info!(
+            visible = backlog.visible,
+            not_visible = backlog.not_visible,
+            delayed = backlog.delayed,
+            "Published backlog."
+        ),
+        Err(err) => {
+            tracing::warn!(error = %aws_smithy_types::error::display::DisplayErrorContext(&err), "PutMetricData failed.")
+        }
     }
 }

@@ -25,9 +25,19 @@ pub async fn read_queue(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<Ba
         .send()
         .await?;
     let attrs = out.attributes();
-    let count = |name: QueueAttributeName| attrs.and_then(|a| a.get(&name)).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let count = |name: QueueAttributeName| {
+        attrs
+            .and_then(|a| a.get(&name))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
     Ok(Backlog {
-        queue_name: queue_url.trim_end_matches('/').rsplit('/').next().unwrap_or(queue_url).to_owned(),
+        queue_name: queue_url
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or(queue_url)
+            .to_owned(),
         visible: count(QueueAttributeName::ApproximateNumberOfMessages),
         not_visible: count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
         delayed: count(QueueAttributeName::ApproximateNumberOfMessagesDelayed),

@@ -42,7 +42,11 @@ pub enum ArtifactError {
         source: Box<SdkError<GetObjectError, HttpResponse>>,
     },
     #[error("download of s3://{bucket}/{key} broke off: {message}")]
-    Stream { bucket: String, key: String, message: String },
+    Stream {
+        bucket: String,
+        key: String,
+        message: String,
+    },
     #[error("the upload is larger than the {limit}-byte limit")]
     ZipTooLarge { limit: u64 },
     #[error("the upload is not a valid zip archive: {0}")]
@@ -81,7 +85,12 @@ pub struct Unpacked {
 /// On a versioned bucket the event's `versionId` pins the object. Otherwise the event's ETag
 /// is sent as `If-Match`, so a newer upload under the same key fails with 412 instead of being
 /// deployed under the older event's name. Returns the object's size.
-pub async fn fetch(s3: &aws_sdk_s3::Client, object: &ObjectCreated, dest: &Path, limit: u64) -> Result<u64, ArtifactError> {
+pub async fn fetch(
+    s3: &aws_sdk_s3::Client,
+    object: &ObjectCreated,
+    dest: &Path,
+    limit: u64,
+) -> Result<u64, ArtifactError> {
     let mut request = s3.get_object().bucket(&object.bucket).key(&object.key);
     if let Some(version) = &object.version_id {
         request = request.version_id(version);
@@ -98,7 +107,10 @@ pub async fn fetch(s3: &aws_sdk_s3::Client, object: &ObjectCreated, dest: &Path,
         key: object.key.clone(),
         message,
     };
-    let write_error = |source| ArtifactError::Write { entry: dest.display().to_string(), source };
+    let write_error = |source| ArtifactError::Write {
+        entry: dest.display().to_string(),
+        source,
+    };
 
     let output = request.send().await.map_err(download_error)?;
     if output.content_length().is_some_and(|n| n as u64 > limit) {
@@ -107,7 +119,11 @@ pub async fn fetch(s3: &aws_sdk_s3::Client, object: &ObjectCreated, dest: &Path,
     let mut body = output.body;
     let mut file = tokio::fs::File::create(dest).await.map_err(write_error)?;
     let mut written = 0u64;
-    while let Some(chunk) = body.try_next().await.map_err(|e| stream_error(e.to_string()))? {
+    while let Some(chunk) = body
+        .try_next()
+        .await
+        .map_err(|e| stream_error(e.to_string()))?
+    {
         written += chunk.len() as u64;
         if written > limit {
             return Err(ArtifactError::ZipTooLarge { limit });
@@ -120,19 +136,31 @@ pub async fn fetch(s3: &aws_sdk_s3::Client, object: &ObjectCreated, dest: &Path,
 
 /// Unpacks the zip at `zip_path` into the empty directory `dest`, enforcing `limits`.
 pub fn unpack(zip_path: &Path, dest: &Path, limits: &Limits) -> Result<Unpacked, ArtifactError> {
-    let file = std::fs::File::open(zip_path).map_err(|e| ArtifactError::Write { entry: zip_path.display().to_string(), source: e })?;
-    let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| ArtifactError::NotAZip(e.to_string()))?;
+    let file = std::fs::File::open(zip_path).map_err(|e| ArtifactError::Write {
+        entry: zip_path.display().to_string(),
+        source: e,
+    })?;
+    let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file))
+        .map_err(|e| ArtifactError::NotAZip(e.to_string()))?;
     if archive.len() > limits.max_entries {
-        return Err(ArtifactError::TooManyEntries { count: archive.len(), limit: limits.max_entries });
+        return Err(ArtifactError::TooManyEntries {
+            count: archive.len(),
+            limit: limits.max_entries,
+        });
     }
     let mut seen = HashSet::new();
     let mut symlinks = Vec::new();
     let mut total = 0u64;
     let mut files = 0usize;
     for index in 0..archive.len() {
-        let mut entry = archive.by_index(index).map_err(|e| ArtifactError::NotAZip(e.to_string()))?;
+        let mut entry = archive
+            .by_index(index)
+            .map_err(|e| ArtifactError::NotAZip(e.to_string()))?;
         let name = std::str::from_utf8(entry.name_raw())
-            .map_err(|_| ArtifactError::UnsafePath { entry: String::from_utf8_lossy(entry.name_raw()).into_owned(), reason: "not UTF-8" })?
+            .map_err(|_| ArtifactError::UnsafePath {
+                entry: String::from_utf8_lossy(entry.name_raw()).into_owned(),
+                reason: "not UTF-8",
+            })?
             .to_owned();
         let relative = safe_relative_path(&name)?;
         if relative.as_os_str().is_empty() {
@@ -142,7 +170,10 @@ pub fn unpack(zip_path: &Path, dest: &Path, limits: &Limits) -> Result<Unpacked,
             return Err(ArtifactError::Duplicate(name));
         }
         let target = dest.join(&relative);
-        let write_error = |source| ArtifactError::Write { entry: name.clone(), source };
+        let write_error = |source| ArtifactError::Write {
+            entry: name.clone(),
+            source,
+        };
         if entry.is_dir() {
             std::fs::create_dir_all(&target).map_err(write_error)?;
             continue;
@@ -150,12 +181,21 @@ pub fn unpack(zip_path: &Path, dest: &Path, limits: &Limits) -> Result<Unpacked,
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).map_err(write_error)?;
         }
-        let ratio_cap = limits.max_ratio.saturating_mul(entry.compressed_size().max(1)).max(RATIO_FLOOR_BYTES);
+        let ratio_cap = limits
+            .max_ratio
+            .saturating_mul(entry.compressed_size().max(1))
+            .max(RATIO_FLOOR_BYTES);
         let budget = limits.max_unpacked_bytes - total;
         let cap = ratio_cap.min(budget);
         if entry.is_symlink() {
             let mut link = String::new();
-            (&mut entry).take(4096).read_to_string(&mut link).map_err(|_| ArtifactError::UnsafePath { entry: name.clone(), reason: "symlink target is not UTF-8" })?;
+            (&mut entry)
+                .take(4096)
+                .read_to_string(&mut link)
+                .map_err(|_| ArtifactError::UnsafePath {
+                    entry: name.clone(),
+                    reason: "symlink target is not UTF-8",
+                })?;
             check_symlink(&name, &relative, &link)?;
             symlinks.push((target, link));
             continue;
@@ -168,9 +208,15 @@ pub fn unpack(zip_path: &Path, dest: &Path, limits: &Limits) -> Result<Unpacked,
         })?;
         if copied > cap {
             return Err(if cap == budget {
-                ArtifactError::UnpackedTooLarge { entry: name, limit: limits.max_unpacked_bytes }
+                ArtifactError::UnpackedTooLarge {
+                    entry: name,
+                    limit: limits.max_unpacked_bytes,
+                }
             } else {
-                ArtifactError::Bomb { entry: name, limit: limits.max_ratio }
+                ArtifactError::Bomb {
+                    entry: name,
+                    limit: limits.max_ratio,
+                }
             });
         }
         total += copied;
@@ -180,13 +226,19 @@ pub fn unpack(zip_path: &Path, dest: &Path, limits: &Limits) -> Result<Unpacked,
         }
     }
     for (path, link) in symlinks {
-        make_symlink(&link, &path).map_err(|source| ArtifactError::Write { entry: path.display().to_string(), source })?;
+        make_symlink(&link, &path).map_err(|source| ArtifactError::Write {
+            entry: path.display().to_string(),
+            source,
+        })?;
         files += 1;
     }
     if files == 0 {
         return Err(ArtifactError::Empty);
     }
-    Ok(Unpacked { files, bytes: total })
+    Ok(Unpacked {
+        files,
+        bytes: total,
+    })
 }
 
 enum CopyError {
@@ -195,7 +247,11 @@ enum CopyError {
 }
 
 /// Copies at most `cap + 1` bytes, so that the caller can tell "exactly cap" from "more".
-fn copy_capped(reader: &mut impl Read, writer: &mut impl Write, cap: u64) -> Result<u64, CopyError> {
+fn copy_capped(
+    reader: &mut impl Read,
+    writer: &mut impl Write,
+    cap: u64,
+) -> Result<u64, CopyError> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut copied = 0u64;
     loop {
@@ -213,7 +269,10 @@ fn copy_capped(reader: &mut impl Read, writer: &mut impl Write, cap: u64) -> Res
 
 /// Turns a zip entry name into a relative path that cannot leave the destination.
 fn safe_relative_path(name: &str) -> Result<PathBuf, ArtifactError> {
-    let unsafe_path = |reason| ArtifactError::UnsafePath { entry: name.to_owned(), reason };
+    let unsafe_path = |reason| ArtifactError::UnsafePath {
+        entry: name.to_owned(),
+        reason,
+    };
     if name.contains('\0') {
         return Err(unsafe_path("contains a NUL byte"));
     }
@@ -227,7 +286,10 @@ fn safe_relative_path(name: &str) -> Result<PathBuf, ArtifactError> {
     for component in Path::new(name).components() {
         match component {
             Component::Normal(part) => {
-                if part.to_str().is_some_and(|p| p.len() >= 2 && p.as_bytes()[1] == b':' && p.as_bytes()[0].is_ascii_alphabetic()) && out.as_os_str().is_empty() {
+                if part.to_str().is_some_and(|p| {
+                    p.len() >= 2 && p.as_bytes()[1] == b':' && p.as_bytes()[0].is_ascii_alphabetic()
+                }) && out.as_os_str().is_empty()
+                {
                     return Err(unsafe_path("starts with a drive letter"));
                 }
                 out.push(part)
@@ -242,7 +304,10 @@ fn safe_relative_path(name: &str) -> Result<PathBuf, ArtifactError> {
 
 /// A symlink may point only at something inside the app, by a relative path.
 fn check_symlink(name: &str, relative: &Path, link: &str) -> Result<(), ArtifactError> {
-    let escape = || ArtifactError::SymlinkEscape { entry: name.to_owned(), target: link.to_owned() };
+    let escape = || ArtifactError::SymlinkEscape {
+        entry: name.to_owned(),
+        target: link.to_owned(),
+    };
     if link.is_empty() || link.starts_with('/') || link.contains('\\') || link.contains('\0') {
         return Err(escape());
     }
@@ -290,9 +355,16 @@ mod tests {
     use super::*;
     use zip::write::SimpleFileOptions;
 
-    const LIMITS: Limits = Limits { max_zip_bytes: 1 << 30, max_unpacked_bytes: 64 << 20, max_entries: 100, max_ratio: 100 };
+    const LIMITS: Limits = Limits {
+        max_zip_bytes: 1 << 30,
+        max_unpacked_bytes: 64 << 20,
+        max_entries: 100,
+        max_ratio: 100,
+    };
 
-    fn zip_of(build: impl FnOnce(&mut zip::ZipWriter<std::io::Cursor<Vec<u8>>>)) -> tempfile::NamedTempFile {
+    fn zip_of(
+        build: impl FnOnce(&mut zip::ZipWriter<std::io::Cursor<Vec<u8>>>),
+    ) -> tempfile::NamedTempFile {
         let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
         build(&mut w);
         let bytes = w.finish().unwrap().into_inner();
@@ -301,7 +373,9 @@ mod tests {
         f
     }
 
-    fn unpack_zip(z: &tempfile::NamedTempFile) -> (tempfile::TempDir, Result<Unpacked, ArtifactError>) {
+    fn unpack_zip(
+        z: &tempfile::NamedTempFile,
+    ) -> (tempfile::TempDir, Result<Unpacked, ArtifactError>) {
         let dir = tempfile::tempdir().unwrap();
         let r = unpack(z.path(), dir.path(), &LIMITS);
         (dir, r)
@@ -310,43 +384,83 @@ mod tests {
     #[test]
     fn unpacks_files_and_dirs() {
         let z = zip_of(|w| {
-            w.add_directory("pkg/", SimpleFileOptions::default()).unwrap();
-            w.start_file("pkg/a.py", SimpleFileOptions::default()).unwrap();
+            w.add_directory("pkg/", SimpleFileOptions::default())
+                .unwrap();
+            w.start_file("pkg/a.py", SimpleFileOptions::default())
+                .unwrap();
             w.write_all(b"print(1)").unwrap();
-            w.start_file("run.sh", SimpleFileOptions::default().unix_permissions(0o755)).unwrap();
+            w.start_file(
+                "run.sh",
+                SimpleFileOptions::default().unix_permissions(0o755),
+            )
+            .unwrap();
             w.write_all(b"#!/bin/sh").unwrap();
         });
         let (dir, r) = unpack_zip(&z);
-        assert_eq!(r.unwrap(), Unpacked { files: 2, bytes: 17 });
-        assert_eq!(std::fs::read(dir.path().join("pkg/a.py")).unwrap(), b"print(1)");
+        assert_eq!(
+            r.unwrap(),
+            Unpacked {
+                files: 2,
+                bytes: 17
+            }
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("pkg/a.py")).unwrap(),
+            b"print(1)"
+        );
     }
 
     #[test]
     fn refuses_traversal_and_absolute_names() {
-        for bad in ["../evil.py", "a/../../evil.py", "/etc/passwd", "C:/x", "a\\..\\b"] {
+        for bad in [
+            "../evil.py",
+            "a/../../evil.py",
+            "/etc/passwd",
+            "C:/x",
+            "a\\..\\b",
+        ] {
             let z = zip_of(|w| {
                 w.start_file(bad, SimpleFileOptions::default()).unwrap();
                 w.write_all(b"x").unwrap();
             });
             let (_d, r) = unpack_zip(&z);
-            assert!(matches!(r, Err(ArtifactError::UnsafePath { .. })), "{bad}: {r:?}");
+            assert!(
+                matches!(r, Err(ArtifactError::UnsafePath { .. })),
+                "{bad}: {r:?}"
+            );
         }
     }
 
     #[test]
     fn refuses_escaping_symlink_and_keeps_inner_one() {
         let z = zip_of(|w| {
-            w.add_symlink("link", "../../etc/passwd", SimpleFileOptions::default()).unwrap();
+            w.add_symlink("link", "../../etc/passwd", SimpleFileOptions::default())
+                .unwrap();
         });
-        assert!(matches!(unpack_zip(&z).1, Err(ArtifactError::SymlinkEscape { .. })));
+        assert!(matches!(
+            unpack_zip(&z).1,
+            Err(ArtifactError::SymlinkEscape { .. })
+        ));
         let z = zip_of(|w| {
-            w.start_file("lib/real.py", SimpleFileOptions::default()).unwrap();
+            w.start_file("lib/real.py", SimpleFileOptions::default())
+                .unwrap();
             w.write_all(b"x").unwrap();
-            w.add_symlink("bin/alias.py", "../lib/real.py", SimpleFileOptions::default()).unwrap();
+            w.add_symlink(
+                "bin/alias.py",
+                "../lib/real.py",
+                SimpleFileOptions::default(),
+            )
+            .unwrap();
         });
         let (dir, r) = unpack_zip(&z);
         assert_eq!(r.unwrap().files, 2);
-        assert!(dir.path().join("bin/alias.py").symlink_metadata().unwrap().file_type().is_symlink());
+        assert!(dir
+            .path()
+            .join("bin/alias.py")
+            .symlink_metadata()
+            .unwrap()
+            .file_type()
+            .is_symlink());
     }
 
     #[test]
@@ -356,13 +470,19 @@ mod tests {
             w.write_all(&vec![0u8; 8 << 20]).unwrap();
         });
         assert!(matches!(unpack_zip(&z).1, Err(ArtifactError::Bomb { .. })));
-        let small = Limits { max_unpacked_bytes: 10, ..LIMITS };
+        let small = Limits {
+            max_unpacked_bytes: 10,
+            ..LIMITS
+        };
         let z = zip_of(|w| {
             w.start_file("a", SimpleFileOptions::default()).unwrap();
             w.write_all(b"0123456789abc").unwrap();
         });
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(unpack(z.path(), dir.path(), &small), Err(ArtifactError::UnpackedTooLarge { .. })));
+        assert!(matches!(
+            unpack(z.path(), dir.path(), &small),
+            Err(ArtifactError::UnpackedTooLarge { .. })
+        ));
     }
 
     #[test]
@@ -370,12 +490,19 @@ mod tests {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(b"definitely not a zip").unwrap();
         assert!(matches!(unpack_zip(&f).1, Err(ArtifactError::NotAZip(_))));
-        assert!(matches!(unpack_zip(&zip_of(|_| {})).1, Err(ArtifactError::Empty)));
+        assert!(matches!(
+            unpack_zip(&zip_of(|_| {})).1,
+            Err(ArtifactError::Empty)
+        ));
         let z = zip_of(|w| {
             for i in 0..101 {
-                w.start_file(format!("f{i}"), SimpleFileOptions::default()).unwrap();
+                w.start_file(format!("f{i}"), SimpleFileOptions::default())
+                    .unwrap();
             }
         });
-        assert!(matches!(unpack_zip(&z).1, Err(ArtifactError::TooManyEntries { count: 101, .. })));
+        assert!(matches!(
+            unpack_zip(&z).1,
+            Err(ArtifactError::TooManyEntries { count: 101, .. })
+        ));
     }
 }

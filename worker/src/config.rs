@@ -16,7 +16,13 @@ use crate::artifact::Limits;
 /// it, creates or updates the function, waits until Lambda has applied it, publishes a version
 /// and deletes the message.
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "auto-lambda-worker", version, about, long_about, args_override_self = true)]
+#[command(
+    name = "auto-lambda-worker",
+    version,
+    about,
+    long_about,
+    args_override_self = true
+)]
 pub struct Config {
     #[command(flatten)]
     pub aws: AwsArgs,
@@ -52,7 +58,11 @@ pub struct Config {
 
     /// How long a received message stays hidden; a heartbeat renews it every third of this
     /// while its job runs, so a crash makes it reappear within this time.
-    #[arg(long, env = "AUTO_LAMBDA_VISIBILITY_TIMEOUT_SECS", default_value_t = 60)]
+    #[arg(
+        long,
+        env = "AUTO_LAMBDA_VISIBILITY_TIMEOUT_SECS",
+        default_value_t = 60
+    )]
     pub visibility_timeout_secs: i32,
 
     /// On SIGTERM, how long in-flight jobs may run before their messages are handed back.
@@ -89,7 +99,12 @@ pub struct Config {
     pub metrics_addr: Option<std::net::SocketAddr>,
 
     /// Log format: text for people, json for CloudWatch Logs.
-    #[arg(long, env = "AUTO_LAMBDA_LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(
+        long,
+        env = "AUTO_LAMBDA_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
     pub log_format: LogFormat,
 }
 
@@ -97,34 +112,72 @@ impl Config {
     /// Checks what clap cannot: ranges and shapes of values.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let url = &self.queue_url;
-        if !(url.starts_with("https://") || url.starts_with("http://")) || url.trim_end_matches('/').rsplit('/').next().is_none_or(str::is_empty) {
+        if !(url.starts_with("https://") || url.starts_with("http://"))
+            || url
+                .trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .is_none_or(str::is_empty)
+        {
             return Err(ConfigError::new("--queue-url / AUTO_LAMBDA_QUEUE_URL", format!("`{url}` is not an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>)")));
         }
         if !self.role_arn.starts_with("arn:") || !self.role_arn.contains(":role/") {
-            return Err(ConfigError::new("--role-arn / AUTO_LAMBDA_ROLE_ARN", format!("`{}` is not an IAM role ARN", self.role_arn)));
+            return Err(ConfigError::new(
+                "--role-arn / AUTO_LAMBDA_ROLE_ARN",
+                format!("`{}` is not an IAM role ARN", self.role_arn),
+            ));
         }
         if self.status_prefix.starts_with(&self.source_prefix) || self.status_prefix.is_empty() {
-            return Err(ConfigError::new("--status-prefix / AUTO_LAMBDA_STATUS_PREFIX", format!("`{}` must be non-empty and outside the source prefix `{}`", self.status_prefix, self.source_prefix)));
+            return Err(ConfigError::new(
+                "--status-prefix / AUTO_LAMBDA_STATUS_PREFIX",
+                format!(
+                    "`{}` must be non-empty and outside the source prefix `{}`",
+                    self.status_prefix, self.source_prefix
+                ),
+            ));
         }
         if self.concurrency == Some(0) {
-            return Err(ConfigError::new("--concurrency / AUTO_LAMBDA_CONCURRENCY", "must be at least 1"));
+            return Err(ConfigError::new(
+                "--concurrency / AUTO_LAMBDA_CONCURRENCY",
+                "must be at least 1",
+            ));
         }
         if !(0..=20).contains(&self.wait_time_secs) {
-            return Err(ConfigError::new("--wait-time-secs / AUTO_LAMBDA_WAIT_TIME_SECS", "must be between 0 and 20"));
+            return Err(ConfigError::new(
+                "--wait-time-secs / AUTO_LAMBDA_WAIT_TIME_SECS",
+                "must be between 0 and 20",
+            ));
         }
         if !(6..=43_200).contains(&self.visibility_timeout_secs) {
-            return Err(ConfigError::new("--visibility-timeout-secs / AUTO_LAMBDA_VISIBILITY_TIMEOUT_SECS", "must be between 6 and 43200"));
+            return Err(ConfigError::new(
+                "--visibility-timeout-secs / AUTO_LAMBDA_VISIBILITY_TIMEOUT_SECS",
+                "must be between 6 and 43200",
+            ));
         }
-        let prefix_ok = self.function_prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') && self.function_prefix.len() < 64;
+        let prefix_ok = self
+            .function_prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            && self.function_prefix.len() < 64;
         if !prefix_ok {
-            return Err(ConfigError::new("--function-prefix / AUTO_LAMBDA_FUNCTION_PREFIX", "may hold only letters, digits, - and _"));
+            return Err(ConfigError::new(
+                "--function-prefix / AUTO_LAMBDA_FUNCTION_PREFIX",
+                "may hold only letters, digits, - and _",
+            ));
         }
-        if self.max_entries == 0 || self.max_ratio == 0 || self.max_zip_bytes == 0 || self.max_unpacked_bytes == 0 {
+        if self.max_entries == 0
+            || self.max_ratio == 0
+            || self.max_zip_bytes == 0
+            || self.max_unpacked_bytes == 0
+        {
             return Err(ConfigError::new("--max-*", "limits must be greater than 0"));
         }
         if let Some(dir) = &self.work_dir {
             if !dir.is_dir() {
-                return Err(ConfigError::new("--work-dir / AUTO_LAMBDA_WORK_DIR", format!("`{}` is not a directory", dir.display())));
+                return Err(ConfigError::new(
+                    "--work-dir / AUTO_LAMBDA_WORK_DIR",
+                    format!("`{}` is not a directory", dir.display()),
+                ));
             }
         }
         Ok(())
@@ -132,7 +185,8 @@ impl Config {
 
     /// Jobs worked at once.
     pub fn concurrency(&self) -> usize {
-        self.concurrency.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        self.concurrency
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
     }
 
     pub fn limits(&self) -> Limits {
@@ -151,7 +205,13 @@ mod tests {
     use clap::Parser;
 
     fn parse(extra: &[&str]) -> Config {
-        let mut args = vec!["w", "--queue-url", "http://127.0.0.1:5000/123456789012/jobs", "--role-arn", "arn:aws:iam::123456789012:role/r"];
+        let mut args = vec![
+            "w",
+            "--queue-url",
+            "http://127.0.0.1:5000/123456789012/jobs",
+            "--role-arn",
+            "arn:aws:iam::123456789012:role/r",
+        ];
         args.extend_from_slice(extra);
         Config::try_parse_from(args).unwrap()
     }

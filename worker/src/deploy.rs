@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use aws_sdk_lambda::client::Waiters;
 use aws_sdk_lambda::operation::create_alias::CreateAliasError;
 use aws_sdk_lambda::operation::create_function::CreateFunctionError;
 use aws_sdk_lambda::operation::get_alias::GetAliasError;
@@ -17,7 +18,6 @@ use aws_sdk_lambda::operation::tag_resource::TagResourceError;
 use aws_sdk_lambda::operation::update_alias::UpdateAliasError;
 use aws_sdk_lambda::operation::update_function_code::UpdateFunctionCodeError;
 use aws_sdk_lambda::operation::update_function_configuration::UpdateFunctionConfigurationError;
-use aws_sdk_lambda::client::Waiters;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{Architecture, Environment, FunctionCode, Runtime};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
@@ -39,23 +39,53 @@ type Sdk<E> = Box<SdkError<E, HttpResponse>>;
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
     #[error("cannot read function {function}: {source}")]
-    Get { function: String, source: Sdk<GetFunctionError> },
+    Get {
+        function: String,
+        source: Sdk<GetFunctionError>,
+    },
     #[error("cannot create function {function}: {source}")]
-    Create { function: String, source: Sdk<CreateFunctionError> },
+    Create {
+        function: String,
+        source: Sdk<CreateFunctionError>,
+    },
     #[error("cannot update the code of {function}: {source}")]
-    UpdateCode { function: String, source: Sdk<UpdateFunctionCodeError> },
+    UpdateCode {
+        function: String,
+        source: Sdk<UpdateFunctionCodeError>,
+    },
     #[error("cannot update the configuration of {function}: {source}")]
-    UpdateConfig { function: String, source: Sdk<UpdateFunctionConfigurationError> },
+    UpdateConfig {
+        function: String,
+        source: Sdk<UpdateFunctionConfigurationError>,
+    },
     #[error("cannot tag {function}: {source}")]
-    Tag { function: String, source: Sdk<TagResourceError> },
+    Tag {
+        function: String,
+        source: Sdk<TagResourceError>,
+    },
     #[error("cannot publish a version of {function}: {source}")]
-    Publish { function: String, source: Sdk<PublishVersionError> },
+    Publish {
+        function: String,
+        source: Sdk<PublishVersionError>,
+    },
     #[error("cannot read alias {alias} of {function}: {source}")]
-    GetAlias { function: String, alias: String, source: Sdk<GetAliasError> },
+    GetAlias {
+        function: String,
+        alias: String,
+        source: Sdk<GetAliasError>,
+    },
     #[error("cannot create alias {alias} of {function}: {source}")]
-    CreateAlias { function: String, alias: String, source: Sdk<CreateAliasError> },
+    CreateAlias {
+        function: String,
+        alias: String,
+        source: Sdk<CreateAliasError>,
+    },
     #[error("cannot move alias {alias} of {function}: {source}")]
-    UpdateAlias { function: String, alias: String, source: Sdk<UpdateAliasError> },
+    UpdateAlias {
+        function: String,
+        alias: String,
+        source: Sdk<UpdateAliasError>,
+    },
     #[error("Lambda did not finish updating {function} in time")]
     WaitTimedOut { function: String },
     #[error("Lambda failed to apply the change to {function}: {reason}")]
@@ -98,11 +128,23 @@ pub struct Deployment {
 }
 
 /// Reads the function, or `None` if it does not exist yet.
-pub async fn describe(lambda: &aws_sdk_lambda::Client, spec: &FunctionSpec) -> Result<Option<FunctionState>, DeployError> {
+pub async fn describe(
+    lambda: &aws_sdk_lambda::Client,
+    spec: &FunctionSpec,
+) -> Result<Option<FunctionState>, DeployError> {
     match lambda.get_function().function_name(&spec.name).send().await {
         Ok(out) => Ok(Some(state_of(&out, spec))),
-        Err(err) if err.as_service_error().is_some_and(GetFunctionError::is_resource_not_found_exception) => Ok(None),
-        Err(err) => Err(DeployError::Get { function: spec.name.clone(), source: Box::new(err) }),
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(GetFunctionError::is_resource_not_found_exception) =>
+        {
+            Ok(None)
+        }
+        Err(err) => Err(DeployError::Get {
+            function: spec.name.clone(),
+            source: Box::new(err),
+        }),
     }
 }
 
@@ -116,7 +158,11 @@ fn state_of(out: &GetFunctionOutput, spec: &FunctionSpec) -> FunctionState {
         .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         .unwrap_or_default();
     let layers: Vec<&str> = cfg.layers().iter().filter_map(|l| l.arn()).collect();
-    let arch = cfg.architectures().first().map(|a| a.as_str()).unwrap_or("x86_64");
+    let arch = cfg
+        .architectures()
+        .first()
+        .map(|a| a.as_str())
+        .unwrap_or("x86_64");
     let config_matches = cfg.runtime().map(|r| r.as_str()) == Some(spec.runtime.as_str())
         && cfg.handler() == Some(spec.handler.as_str())
         && cfg.memory_size() == Some(spec.memory_mb)
@@ -152,7 +198,12 @@ pub async fn upsert(
             (Change::Created, arn)
         }
         Some(state) if state.code_sha256 == package.code_sha256 && state.config_matches => {
-            return Ok(Deployment { change: Change::Unchanged, function_arn: state.arn, code_sha256: state.code_sha256, version: None });
+            return Ok(Deployment {
+                change: Change::Unchanged,
+                function_arn: state.arn,
+                code_sha256: state.code_sha256,
+                version: None,
+            });
         }
         Some(state) => {
             let mut revision = state.revision_id.clone();
@@ -166,7 +217,10 @@ pub async fn upsert(
                     .revision_id(&revision)
                     .send()
                     .await
-                    .map_err(|e| DeployError::UpdateCode { function: function.clone(), source: Box::new(e) })?;
+                    .map_err(|e| DeployError::UpdateCode {
+                        function: function.clone(),
+                        source: Box::new(e),
+                    })?;
                 revision = out.revision_id().unwrap_or_default().to_owned();
                 wait_updated(lambda, &function).await?;
             }
@@ -185,7 +239,10 @@ pub async fn upsert(
                     .revision_id(&revision)
                     .send()
                     .await
-                    .map_err(|e| DeployError::UpdateConfig { function: function.clone(), source: Box::new(e) })?;
+                    .map_err(|e| DeployError::UpdateConfig {
+                        function: function.clone(),
+                        source: Box::new(e),
+                    })?;
                 wait_updated(lambda, &function).await?;
             }
             lambda
@@ -194,12 +251,24 @@ pub async fn upsert(
                 .set_tags(Some(tags.clone()))
                 .send()
                 .await
-                .map_err(|e| DeployError::Tag { function: function.clone(), source: Box::new(e) })?;
+                .map_err(|e| DeployError::Tag {
+                    function: function.clone(),
+                    source: Box::new(e),
+                })?;
             (Change::Updated, state.arn)
         }
     };
-    let version = if spec.publish { Some(publish(lambda, spec, package).await?) } else { None };
-    Ok(Deployment { change, function_arn: arn, code_sha256: package.code_sha256.clone(), version })
+    let version = if spec.publish {
+        Some(publish(lambda, spec, package).await?)
+    } else {
+        None
+    };
+    Ok(Deployment {
+        change,
+        function_arn: arn,
+        code_sha256: package.code_sha256.clone(),
+        version,
+    })
 }
 
 async fn create(
@@ -215,7 +284,11 @@ async fn create(
         .runtime(Runtime::from(spec.runtime.as_str()))
         .role(role_arn)
         .handler(&spec.handler)
-        .code(FunctionCode::builder().zip_file(read_package(package).await?).build())
+        .code(
+            FunctionCode::builder()
+                .zip_file(read_package(package).await?)
+                .build(),
+        )
         .architectures(Architecture::from(spec.architecture.as_str()))
         .memory_size(spec.memory_mb)
         .timeout(spec.timeout_secs)
@@ -225,7 +298,10 @@ async fn create(
         .set_tags(Some(tags.clone()))
         .send()
         .await
-        .map_err(|e| DeployError::Create { function: spec.name.clone(), source: Box::new(e) })?;
+        .map_err(|e| DeployError::Create {
+            function: spec.name.clone(),
+            source: Box::new(e),
+        })?;
     lambda
         .wait_until_function_active_v2()
         .function_name(&spec.name)
@@ -236,7 +312,11 @@ async fn create(
 }
 
 /// Publishes a version of exactly this package and moves the alias to it.
-async fn publish(lambda: &aws_sdk_lambda::Client, spec: &FunctionSpec, package: &Package) -> Result<String, DeployError> {
+async fn publish(
+    lambda: &aws_sdk_lambda::Client,
+    spec: &FunctionSpec,
+    package: &Package,
+) -> Result<String, DeployError> {
     let function = &spec.name;
     let out = lambda
         .publish_version()
@@ -244,7 +324,10 @@ async fn publish(lambda: &aws_sdk_lambda::Client, spec: &FunctionSpec, package: 
         .code_sha256(&package.code_sha256)
         .send()
         .await
-        .map_err(|e| DeployError::Publish { function: function.clone(), source: Box::new(e) })?;
+        .map_err(|e| DeployError::Publish {
+            function: function.clone(),
+            source: Box::new(e),
+        })?;
     let version = out.version().unwrap_or("$LATEST").to_owned();
     if let Some(alias) = &spec.alias {
         point_alias(lambda, function, alias, &version).await?;
@@ -252,8 +335,18 @@ async fn publish(lambda: &aws_sdk_lambda::Client, spec: &FunctionSpec, package: 
     Ok(version)
 }
 
-async fn point_alias(lambda: &aws_sdk_lambda::Client, function: &str, alias: &str, version: &str) -> Result<(), DeployError> {
-    let existing = lambda.get_alias().function_name(function).name(alias).send().await;
+async fn point_alias(
+    lambda: &aws_sdk_lambda::Client,
+    function: &str,
+    alias: &str,
+    version: &str,
+) -> Result<(), DeployError> {
+    let existing = lambda
+        .get_alias()
+        .function_name(function)
+        .name(alias)
+        .send()
+        .await;
     match existing {
         Ok(current) => {
             lambda
@@ -264,9 +357,17 @@ async fn point_alias(lambda: &aws_sdk_lambda::Client, function: &str, alias: &st
                 .set_revision_id(current.revision_id().map(str::to_owned))
                 .send()
                 .await
-                .map_err(|e| DeployError::UpdateAlias { function: function.to_owned(), alias: alias.to_owned(), source: Box::new(e) })?;
+                .map_err(|e| DeployError::UpdateAlias {
+                    function: function.to_owned(),
+                    alias: alias.to_owned(),
+                    source: Box::new(e),
+                })?;
         }
-        Err(err) if err.as_service_error().is_some_and(GetAliasError::is_resource_not_found_exception) => {
+        Err(err)
+            if err
+                .as_service_error()
+                .is_some_and(GetAliasError::is_resource_not_found_exception) =>
+        {
             lambda
                 .create_alias()
                 .function_name(function)
@@ -274,10 +375,18 @@ async fn point_alias(lambda: &aws_sdk_lambda::Client, function: &str, alias: &st
                 .function_version(version)
                 .send()
                 .await
-                .map_err(|e| DeployError::CreateAlias { function: function.to_owned(), alias: alias.to_owned(), source: Box::new(e) })?;
+                .map_err(|e| DeployError::CreateAlias {
+                    function: function.to_owned(),
+                    alias: alias.to_owned(),
+                    source: Box::new(e),
+                })?;
         }
         Err(err) => {
-            return Err(DeployError::GetAlias { function: function.to_owned(), alias: alias.to_owned(), source: Box::new(err) });
+            return Err(DeployError::GetAlias {
+                function: function.to_owned(),
+                alias: alias.to_owned(),
+                source: Box::new(err),
+            });
         }
     }
     Ok(())
@@ -293,22 +402,36 @@ async fn wait_updated(lambda: &aws_sdk_lambda::Client, function: &str) -> Result
         .map_err(|e| waiter_error(function, e))
 }
 
-fn waiter_error<O: std::fmt::Debug, E: std::error::Error + Send + Sync + 'static>(function: &str, err: WaiterError<O, E>) -> DeployError {
+fn waiter_error<O: std::fmt::Debug, E: std::error::Error + Send + Sync + 'static>(
+    function: &str,
+    err: WaiterError<O, E>,
+) -> DeployError {
     let function = function.to_owned();
     match err {
         WaiterError::ExceededMaxWait(_) => DeployError::WaitTimedOut { function },
-        WaiterError::FailureState(_) => DeployError::UpdateFailed { function, reason: "Lambda reported the update as Failed".into() },
-        other => DeployError::WaitFailed { function, reason: aws_smithy_types::error::display::DisplayErrorContext(&other).to_string() },
+        WaiterError::FailureState(_) => DeployError::UpdateFailed {
+            function,
+            reason: "Lambda reported the update as Failed".into(),
+        },
+        other => DeployError::WaitFailed {
+            function,
+            reason: aws_smithy_types::error::display::DisplayErrorContext(&other).to_string(),
+        },
     }
 }
 
 fn environment(spec: &FunctionSpec) -> Environment {
-    Environment::builder().set_variables(Some(spec.environment.clone().into_iter().collect())).build()
+    Environment::builder()
+        .set_variables(Some(spec.environment.clone().into_iter().collect()))
+        .build()
 }
 
 async fn read_package(package: &Package) -> Result<Blob, DeployError> {
     if package.size > MAX_DIRECT_UPLOAD_BYTES {
         return Err(DeployError::TooLarge { size: package.size });
     }
-    tokio::fs::read(&package.path).await.map(Blob::new).map_err(DeployError::ReadPackage)
+    tokio::fs::read(&package.path)
+        .await
+        .map(Blob::new)
+        .map_err(DeployError::ReadPackage)
 }

@@ -54,7 +54,9 @@ impl JobError {
             JobError::Artifact(e) => match e {
                 ArtifactError::Download { source, .. } => {
                     // NoSuchKey: the object is gone; nothing will bring it back.
-                    let gone = source.as_service_error().is_some_and(|e| e.is_no_such_key());
+                    let gone = source
+                        .as_service_error()
+                        .is_some_and(|e| e.is_no_such_key());
                     if gone {
                         Permanent
                     } else {
@@ -80,7 +82,9 @@ impl JobError {
     /// key (`If-Match` on the event's ETag failed): the newer upload's own event will deploy it.
     pub fn is_superseded(&self) -> bool {
         match self {
-            JobError::Artifact(ArtifactError::Download { source, .. }) => status(source) == Some(412),
+            JobError::Artifact(ArtifactError::Download { source, .. }) => {
+                status(source) == Some(412)
+            }
             _ => false,
         }
     }
@@ -89,38 +93,68 @@ impl JobError {
 fn deploy(e: &DeployError) -> Class {
     use aws_sdk_lambda::operation as op;
     match e {
-        DeployError::Get { source, .. } => sdk(source, |e: &op::get_function::GetFunctionError| e.is_too_many_requests_exception() || e.is_service_exception()),
-        DeployError::Create { source, .. } => sdk(source, |e: &op::create_function::CreateFunctionError| {
-            // A racing worker created it first: re-read and update on the next attempt.
-            e.is_resource_conflict_exception() || e.is_too_many_requests_exception() || e.is_service_exception()
+        DeployError::Get { source, .. } => sdk(source, |e: &op::get_function::GetFunctionError| {
+            e.is_too_many_requests_exception() || e.is_service_exception()
         }),
-        DeployError::UpdateCode { source, .. } => sdk(source, |e: &op::update_function_code::UpdateFunctionCodeError| {
-            e.is_resource_conflict_exception()
-                || e.is_precondition_failed_exception()
-                || e.is_too_many_requests_exception()
-                || e.is_service_exception()
-                || e.is_resource_not_found_exception()
-        }),
-        DeployError::UpdateConfig { source, .. } => sdk(source, |e: &op::update_function_configuration::UpdateFunctionConfigurationError| {
-            e.is_resource_conflict_exception()
-                || e.is_precondition_failed_exception()
-                || e.is_too_many_requests_exception()
-                || e.is_service_exception()
-                || e.is_resource_not_found_exception()
-        }),
+        DeployError::Create { source, .. } => {
+            sdk(source, |e: &op::create_function::CreateFunctionError| {
+                // A racing worker created it first: re-read and update on the next attempt.
+                e.is_resource_conflict_exception()
+                    || e.is_too_many_requests_exception()
+                    || e.is_service_exception()
+            })
+        }
+        DeployError::UpdateCode { source, .. } => sdk(
+            source,
+            |e: &op::update_function_code::UpdateFunctionCodeError| {
+                e.is_resource_conflict_exception()
+                    || e.is_precondition_failed_exception()
+                    || e.is_too_many_requests_exception()
+                    || e.is_service_exception()
+                    || e.is_resource_not_found_exception()
+            },
+        ),
+        DeployError::UpdateConfig { source, .. } => sdk(
+            source,
+            |e: &op::update_function_configuration::UpdateFunctionConfigurationError| {
+                e.is_resource_conflict_exception()
+                    || e.is_precondition_failed_exception()
+                    || e.is_too_many_requests_exception()
+                    || e.is_service_exception()
+                    || e.is_resource_not_found_exception()
+            },
+        ),
         DeployError::Tag { source, .. } => sdk(source, |e: &op::tag_resource::TagResourceError| {
-            e.is_resource_conflict_exception() || e.is_too_many_requests_exception() || e.is_service_exception()
+            e.is_resource_conflict_exception()
+                || e.is_too_many_requests_exception()
+                || e.is_service_exception()
         }),
-        DeployError::Publish { source, .. } => sdk(source, |e: &op::publish_version::PublishVersionError| {
-            e.is_resource_conflict_exception() || e.is_precondition_failed_exception() || e.is_too_many_requests_exception() || e.is_service_exception()
+        DeployError::Publish { source, .. } => {
+            sdk(source, |e: &op::publish_version::PublishVersionError| {
+                e.is_resource_conflict_exception()
+                    || e.is_precondition_failed_exception()
+                    || e.is_too_many_requests_exception()
+                    || e.is_service_exception()
+            })
+        }
+        DeployError::GetAlias { source, .. } => sdk(source, |e: &op::get_alias::GetAliasError| {
+            e.is_too_many_requests_exception() || e.is_service_exception()
         }),
-        DeployError::GetAlias { source, .. } => sdk(source, |e: &op::get_alias::GetAliasError| e.is_too_many_requests_exception() || e.is_service_exception()),
-        DeployError::CreateAlias { source, .. } => sdk(source, |e: &op::create_alias::CreateAliasError| {
-            e.is_resource_conflict_exception() || e.is_too_many_requests_exception() || e.is_service_exception()
-        }),
-        DeployError::UpdateAlias { source, .. } => sdk(source, |e: &op::update_alias::UpdateAliasError| {
-            e.is_resource_conflict_exception() || e.is_precondition_failed_exception() || e.is_too_many_requests_exception() || e.is_service_exception()
-        }),
+        DeployError::CreateAlias { source, .. } => {
+            sdk(source, |e: &op::create_alias::CreateAliasError| {
+                e.is_resource_conflict_exception()
+                    || e.is_too_many_requests_exception()
+                    || e.is_service_exception()
+            })
+        }
+        DeployError::UpdateAlias { source, .. } => {
+            sdk(source, |e: &op::update_alias::UpdateAliasError| {
+                e.is_resource_conflict_exception()
+                    || e.is_precondition_failed_exception()
+                    || e.is_too_many_requests_exception()
+                    || e.is_service_exception()
+            })
+        }
         DeployError::WaitTimedOut { .. } | DeployError::WaitFailed { .. } => Class::Transient,
         DeployError::UpdateFailed { .. } | DeployError::TooLarge { .. } => Class::Permanent,
         DeployError::ReadPackage(source) => io(source),
@@ -130,7 +164,10 @@ fn deploy(e: &DeployError) -> Class {
 /// Classifies an SDK error: anything that never got a proper answer (timeout, connection,
 /// unparseable response), a 5xx or a 429 is transient; a service error is transient only if
 /// `transient_service_error` says so.
-pub fn sdk<E>(err: &SdkError<E, HttpResponse>, transient_service_error: impl Fn(&E) -> bool) -> Class {
+pub fn sdk<E>(
+    err: &SdkError<E, HttpResponse>,
+    transient_service_error: impl Fn(&E) -> bool,
+) -> Class {
     let transient = match err {
         SdkError::ConstructionFailure(_) => false,
         SdkError::ServiceError(ctx) => {
@@ -156,7 +193,8 @@ fn status<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
 fn io(err: &std::io::Error) -> Class {
     use std::io::ErrorKind::*;
     match err.kind() {
-        StorageFull | QuotaExceeded | OutOfMemory | Interrupted | TimedOut | WouldBlock | ResourceBusy => Class::Transient,
+        StorageFull | QuotaExceeded | OutOfMemory | Interrupted | TimedOut | WouldBlock
+        | ResourceBusy => Class::Transient,
         _ if err.raw_os_error() == Some(28) => Class::Transient, // ENOSPC on platforms that map it oddly
         _ => Class::Permanent,
     }
@@ -168,15 +206,31 @@ mod tests {
 
     #[test]
     fn upload_problems_are_permanent() {
-        assert_eq!(JobError::from(ArtifactError::NotAZip("x".into())).class(), Class::Permanent);
-        assert_eq!(JobError::from(ManifestError::UnknownRuntime).class(), Class::Permanent);
-        assert_eq!(JobError::from(EventError::NotAnEvent("x".into())).class(), Class::Permanent);
+        assert_eq!(
+            JobError::from(ArtifactError::NotAZip("x".into())).class(),
+            Class::Permanent
+        );
+        assert_eq!(
+            JobError::from(ManifestError::UnknownRuntime).class(),
+            Class::Permanent
+        );
+        assert_eq!(
+            JobError::from(EventError::NotAnEvent("x".into())).class(),
+            Class::Permanent
+        );
     }
 
     #[test]
     fn full_disk_is_transient() {
         let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
-        assert_eq!(JobError::from(ArtifactError::Write { entry: "a".into(), source: full }).class(), Class::Transient);
+        assert_eq!(
+            JobError::from(ArtifactError::Write {
+                entry: "a".into(),
+                source: full
+            })
+            .class(),
+            Class::Transient
+        );
         let enospc = std::io::Error::from_raw_os_error(28);
         assert_eq!(JobError::WorkDir(enospc).class(), Class::Transient);
         let notdir = std::io::Error::from(std::io::ErrorKind::NotADirectory);
@@ -185,7 +239,20 @@ mod tests {
 
     #[test]
     fn lambda_waits_are_transient_failures_are_not() {
-        assert_eq!(JobError::from(DeployError::WaitTimedOut { function: "f".into() }).class(), Class::Transient);
-        assert_eq!(JobError::from(DeployError::UpdateFailed { function: "f".into(), reason: "r".into() }).class(), Class::Permanent);
+        assert_eq!(
+            JobError::from(DeployError::WaitTimedOut {
+                function: "f".into()
+            })
+            .class(),
+            Class::Transient
+        );
+        assert_eq!(
+            JobError::from(DeployError::UpdateFailed {
+                function: "f".into(),
+                reason: "r".into()
+            })
+            .class(),
+            Class::Permanent
+        );
     }
 }

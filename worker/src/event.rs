@@ -62,15 +62,21 @@ fn parse_value(value: &Value) -> Result<Notification, EventError> {
         return parse_value(&inner);
     }
     if value.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
-        return Ok(Notification::Ignored("s3:TestEvent sent when the notification was set up".into()));
+        return Ok(Notification::Ignored(
+            "s3:TestEvent sent when the notification was set up".into(),
+        ));
     }
     if value.get("Records").is_some() {
         return parse_records(value);
     }
-    if value.get("detail-type").is_some() && value.get("source").and_then(Value::as_str) == Some("aws.s3") {
+    if value.get("detail-type").is_some()
+        && value.get("source").and_then(Value::as_str) == Some("aws.s3")
+    {
         return parse_eventbridge(value);
     }
-    Err(EventError::NotAnEvent("no `Records`, SNS `Message` or EventBridge `detail`".into()))
+    Err(EventError::NotAnEvent(
+        "no `Records`, SNS `Message` or EventBridge `detail`".into(),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -137,7 +143,10 @@ fn parse_records(value: &Value) -> Result<Notification, EventError> {
         });
     }
     if created.is_empty() {
-        return Ok(Notification::Ignored(format!("no ObjectCreated record (saw: {})", skipped.join(", "))));
+        return Ok(Notification::Ignored(format!(
+            "no ObjectCreated record (saw: {})",
+            skipped.join(", ")
+        )));
     }
     Ok(Notification::Created(created))
 }
@@ -162,15 +171,23 @@ struct EventBridgeObject {
 }
 
 fn parse_eventbridge(value: &Value) -> Result<Notification, EventError> {
-    let detail_type = value.get("detail-type").and_then(Value::as_str).unwrap_or_default();
+    let detail_type = value
+        .get("detail-type")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if detail_type != "Object Created" {
-        return Ok(Notification::Ignored(format!("EventBridge `{detail_type}` is not an object creation")));
+        return Ok(Notification::Ignored(format!(
+            "EventBridge `{detail_type}` is not an object creation"
+        )));
     }
     let detail: EventBridgeDetail = value
         .get("detail")
         .cloned()
         .ok_or_else(|| EventError::NotAnEvent("EventBridge event without `detail`".into()))
-        .and_then(|d| serde_json::from_value(d).map_err(|e| EventError::NotAnEvent(format!("malformed EventBridge detail: {e}"))))?;
+        .and_then(|d| {
+            serde_json::from_value(d)
+                .map_err(|e| EventError::NotAnEvent(format!("malformed EventBridge detail: {e}")))
+        })?;
     let object = detail.object;
     // EventBridge sends keys as they are, not form-encoded.
     Ok(Notification::Created(vec![ObjectCreated {
@@ -218,7 +235,13 @@ mod tests {
 
     #[test]
     fn decodes_form_encoded_keys() {
-        let o = only(parse(&s3_body("apps%2Fmy+app%2B1%25+%C3%A9t%C3%A9.zip", "ObjectCreated:Put")).unwrap());
+        let o = only(
+            parse(&s3_body(
+                "apps%2Fmy+app%2B1%25+%C3%A9t%C3%A9.zip",
+                "ObjectCreated:Put",
+            ))
+            .unwrap(),
+        );
         assert_eq!(o.key, "apps/my app+1% été.zip");
         assert_eq!(o.etag.as_deref(), Some("abc"));
         assert_eq!(o.sequencer.as_deref(), Some("0055AED6DCD90281E5"));
@@ -226,14 +249,20 @@ mod tests {
 
     #[test]
     fn rejects_invalid_utf8_key() {
-        assert!(matches!(parse(&s3_body("apps/%FF.zip", "ObjectCreated:Put")), Err(EventError::BadKey(_))));
+        assert!(matches!(
+            parse(&s3_body("apps/%FF.zip", "ObjectCreated:Put")),
+            Err(EventError::BadKey(_))
+        ));
     }
 
     #[test]
     fn ignores_test_event_and_deletes() {
         let test = r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Time":"x","Bucket":"b"}"#;
         assert!(matches!(parse(test).unwrap(), Notification::Ignored(_)));
-        assert!(matches!(parse(&s3_body("apps/a.zip", "ObjectRemoved:Delete")).unwrap(), Notification::Ignored(_)));
+        assert!(matches!(
+            parse(&s3_body("apps/a.zip", "ObjectRemoved:Delete")).unwrap(),
+            Notification::Ignored(_)
+        ));
     }
 
     #[test]
@@ -270,7 +299,13 @@ mod tests {
     #[test]
     fn non_events_are_errors() {
         assert!(matches!(parse("not json"), Err(EventError::NotJson(_))));
-        assert!(matches!(parse(r#"{"hello": 1}"#), Err(EventError::NotAnEvent(_))));
-        assert!(matches!(parse(r#"{"Records": [{"x": 1}]}"#), Err(EventError::NotAnEvent(_))));
+        assert!(matches!(
+            parse(r#"{"hello": 1}"#),
+            Err(EventError::NotAnEvent(_))
+        ));
+        assert!(matches!(
+            parse(r#"{"Records": [{"x": 1}]}"#),
+            Err(EventError::NotAnEvent(_))
+        ));
     }
 }

@@ -74,7 +74,10 @@ pub async fn handle(ctx: &Context, message: &Received) -> Disposition {
 
 fn skip_reason(config: &Config, object: &ObjectCreated) -> Option<String> {
     if !object.key.starts_with(&config.source_prefix) {
-        return Some(format!("outside the source prefix `{}`", config.source_prefix));
+        return Some(format!(
+            "outside the source prefix `{}`",
+            config.source_prefix
+        ));
     }
     if !object.key.ends_with(".zip") {
         return Some("not a .zip".into());
@@ -87,7 +90,11 @@ fn skip_reason(config: &Config, object: &ObjectCreated) -> Option<String> {
 struct Timings(BTreeMap<&'static str, u64>);
 
 impl Timings {
-    async fn time<T>(&mut self, stage: &'static str, fut: impl std::future::Future<Output = T>) -> T {
+    async fn time<T>(
+        &mut self,
+        stage: &'static str,
+        fut: impl std::future::Future<Output = T>,
+    ) -> T {
         let start = Instant::now();
         let out = fut.await;
         let elapsed = start.elapsed();
@@ -145,7 +152,9 @@ async fn work_object(ctx: &Context, message: &Received, object: &ObjectCreated) 
         }
         Err(err) if err.is_superseded() => {
             report.outcome = Outcome::StaleSkipped;
-            report.error = Some(format!("a newer upload replaced this object before it was fetched ({err})"));
+            report.error = Some(format!(
+                "a newer upload replaced this object before it was fetched ({err})"
+            ));
             tracing::info!(error = %err, "Skipping a superseded upload.");
         }
         Err(err) => {
@@ -167,7 +176,11 @@ async fn work_object(ctx: &Context, message: &Received, object: &ObjectCreated) 
     }
     report.timings_ms = timings.0;
     report.finished_at = report::now_rfc3339();
-    let outcome_label = if report.will_retry { "retrying" } else { report.outcome.as_str() };
+    let outcome_label = if report.will_retry {
+        "retrying"
+    } else {
+        report.outcome.as_str()
+    };
     crate::metrics::record_outcome(outcome_label);
     match report::write(&ctx.s3, &ctx.config.status_prefix, &report).await {
         Ok(key) => tracing::debug!(%key, "Status report written."),
@@ -182,10 +195,16 @@ async fn work_object(ctx: &Context, message: &Received, object: &ObjectCreated) 
     disposition
 }
 
-async fn run_stages(ctx: &Context, object: &ObjectCreated, timings: &mut Timings) -> Result<Done, JobError> {
+async fn run_stages(
+    ctx: &Context,
+    object: &ObjectCreated,
+    timings: &mut Timings,
+) -> Result<Done, JobError> {
     let config = &ctx.config;
     let work = match &config.work_dir {
-        Some(dir) => tempfile::Builder::new().prefix("auto-lambda-").tempdir_in(dir),
+        Some(dir) => tempfile::Builder::new()
+            .prefix("auto-lambda-")
+            .tempdir_in(dir),
         None => tempfile::Builder::new().prefix("auto-lambda-").tempdir(),
     }
     .map_err(JobError::WorkDir)?;
@@ -193,39 +212,96 @@ async fn run_stages(ctx: &Context, object: &ObjectCreated, timings: &mut Timings
     let app = work.path().join("app");
     std::fs::create_dir(&app).map_err(JobError::WorkDir)?;
 
-    timings.time("download", artifact::fetch(&ctx.s3, object, &upload, config.max_zip_bytes)).await?;
+    timings
+        .time(
+            "download",
+            artifact::fetch(&ctx.s3, object, &upload, config.max_zip_bytes),
+        )
+        .await?;
     let limits = config.limits();
     let (upload_c, app_c) = (upload.clone(), app.clone());
-    timings.time("unpack", blocking(move || artifact::unpack(&upload_c, &app_c, &limits))).await??;
+    timings
+        .time(
+            "unpack",
+            blocking(move || artifact::unpack(&upload_c, &app_c, &limits)),
+        )
+        .await??;
 
-    let spec = manifest::resolve(manifest::read(&app)?, &app, &default_name(&object.key), &config.function_prefix)?;
+    let spec = manifest::resolve(
+        manifest::read(&app)?,
+        &app,
+        &default_name(&object.key),
+        &config.function_prefix,
+    )?;
     timings.0.insert("build", 0); // no native dependencies to build yet
 
     let out = work.path().join("package.zip");
     let app_c = app.clone();
-    let package = timings.time("package", blocking(move || package::build(&app_c, &out))).await??;
+    let package = timings
+        .time("package", blocking(move || package::build(&app_c, &out)))
+        .await??;
 
-    timings.time("deploy", deploy_if_newer(ctx, object, spec, package)).await
+    timings
+        .time("deploy", deploy_if_newer(ctx, object, spec, package))
+        .await
 }
 
 /// Deploys unless the function already runs a newer upload of the same key.
-async fn deploy_if_newer(ctx: &Context, object: &ObjectCreated, spec: FunctionSpec, package: Package) -> Result<Done, JobError> {
+async fn deploy_if_newer(
+    ctx: &Context,
+    object: &ObjectCreated,
+    spec: FunctionSpec,
+    package: Package,
+) -> Result<Done, JobError> {
     let current = deploy::describe(&ctx.lambda, &spec).await?;
     let ours = order_token(object);
     if let Some(state) = &current {
         if let Some(note) = newer_deployed(state, &ours, object) {
-            return Ok(Done { outcome: Outcome::StaleSkipped, arn: Some(state.arn.clone()), version: None, note: Some(note), spec, package });
+            return Ok(Done {
+                outcome: Outcome::StaleSkipped,
+                arn: Some(state.arn.clone()),
+                version: None,
+                note: Some(note),
+                spec,
+                package,
+            });
         }
     }
     let mut tags = HashMap::new();
     tags.insert(TAG_ORDER.to_owned(), ours);
-    tags.insert(TAG_SOURCE.to_owned(), tag_value(&format!("{}#{}", object.key, object.version_id.as_deref().or(object.etag.as_deref()).unwrap_or(""))));
-    let deployment = deploy::upsert(&ctx.lambda, &spec, &package, &ctx.config.role_arn, current, &tags).await?;
+    tags.insert(
+        TAG_SOURCE.to_owned(),
+        tag_value(&format!(
+            "{}#{}",
+            object.key,
+            object
+                .version_id
+                .as_deref()
+                .or(object.etag.as_deref())
+                .unwrap_or("")
+        )),
+    );
+    let deployment = deploy::upsert(
+        &ctx.lambda,
+        &spec,
+        &package,
+        &ctx.config.role_arn,
+        current,
+        &tags,
+    )
+    .await?;
     let outcome = match deployment.change {
         Change::Created | Change::Updated => Outcome::Deployed,
         Change::Unchanged => Outcome::Unchanged,
     };
-    Ok(Done { outcome, arn: Some(deployment.function_arn), version: deployment.version, note: None, spec, package })
+    Ok(Done {
+        outcome,
+        arn: Some(deployment.function_arn),
+        version: deployment.version,
+        note: None,
+        spec,
+        package,
+    })
 }
 
 /// The ordering token of an upload. S3's `sequencer` orders events for one key; it is hex of
@@ -246,7 +322,10 @@ fn newer_deployed(state: &FunctionState, ours: &str, object: &ObjectCreated) -> 
     let comparable = !ours.is_empty() && theirs.split(':').next() == ours.split(':').next();
     if comparable && theirs.as_str() > ours {
         let from = state.tags.get(TAG_SOURCE).map_or("", String::as_str);
-        return Some(format!("the function already runs a newer upload ({from}); {} was not deployed over it", object.key));
+        return Some(format!(
+            "the function already runs a newer upload ({from}); {} was not deployed over it",
+            object.key
+        ));
     }
     None
 }
@@ -254,18 +333,32 @@ fn newer_deployed(state: &FunctionState, ours: &str, object: &ObjectCreated) -> 
 /// Lambda tag values allow letters, digits, spaces and `_.:/=+-@`, up to 256 characters.
 fn tag_value(raw: &str) -> String {
     raw.chars()
-        .map(|c| if c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(256)
         .collect()
 }
 
 /// The default function name: the key's file stem (`apps/hello-api.zip` → `hello-api`).
 pub fn default_name(key: &str) -> String {
-    Path::new(key).file_stem().and_then(|s| s.to_str()).unwrap_or(key).to_owned()
+    Path::new(key)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or(key)
+        .to_owned()
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, JobError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| JobError::WorkDir(std::io::Error::other(e)))
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, JobError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| JobError::WorkDir(std::io::Error::other(e)))
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -301,7 +394,10 @@ mod tests {
     #[test]
     fn newer_deployment_blocks_older_event() {
         let mut state = FunctionState::default();
-        state.tags.insert(TAG_ORDER.into(), order_token(&obj(None, Some("2026-11-23T07:00:02.000Z"))));
+        state.tags.insert(
+            TAG_ORDER.into(),
+            order_token(&obj(None, Some("2026-11-23T07:00:02.000Z"))),
+        );
         let older = obj(None, Some("2026-11-23T07:00:01.000Z"));
         assert!(newer_deployed(&state, &order_token(&older), &older).is_some());
         let newer = obj(None, Some("2026-11-23T07:00:03.000Z"));

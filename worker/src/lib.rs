@@ -75,10 +75,14 @@ pub async fn preflight(config: &Config, clients: &Clients) -> Result<(), StartEr
         match attempt {
             Ok(_) => return Ok(()),
             Err(err) => {
-                let reason = aws_smithy_types::error::display::DisplayErrorContext(&err).to_string();
+                let reason =
+                    aws_smithy_types::error::display::DisplayErrorContext(&err).to_string();
                 let permanent = error::sdk(&err, |_| false) == error::Class::Permanent;
                 if permanent || tokio::time::Instant::now() + delay > deadline {
-                    return Err(StartError::QueueUnreachable { queue_url: config.queue_url.clone(), reason });
+                    return Err(StartError::QueueUnreachable {
+                        queue_url: config.queue_url.clone(),
+                        reason,
+                    });
                 }
                 tracing::info!(%reason, "Queue not reachable yet; retrying.");
                 tokio::time::sleep(delay).await;
@@ -131,7 +135,8 @@ pub async fn run(config: Config, clients: Clients, shutdown: CancellationToken) 
             }
             Err(err) => {
                 metrics::record_receive_error();
-                receive_backoff = (receive_backoff * 2).clamp(Duration::from_millis(500), Duration::from_secs(30));
+                receive_backoff = (receive_backoff * 2)
+                    .clamp(Duration::from_millis(500), Duration::from_secs(30));
                 tracing::warn!(error = %aws_smithy_types::error::display::DisplayErrorContext(&err), backoff_ms = receive_backoff.as_millis() as u64, "Receive failed; backing off.");
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
@@ -152,9 +157,16 @@ pub async fn run(config: Config, clients: Clients, shutdown: CancellationToken) 
 
     tracker.close();
     let grace = Duration::from_secs(config.shutdown_grace_secs);
-    tracing::info!(in_flight = tracker.len(), grace_secs = grace.as_secs(), "Stopped receiving; finishing jobs in hand.");
+    tracing::info!(
+        in_flight = tracker.len(),
+        grace_secs = grace.as_secs(),
+        "Stopped receiving; finishing jobs in hand."
+    );
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-        tracing::warn!(in_flight = tracker.len(), "Grace period over; handing back unfinished messages.");
+        tracing::warn!(
+            in_flight = tracker.len(),
+            "Grace period over; handing back unfinished messages."
+        );
         hard_stop.cancel();
         tracker.wait().await;
     }
@@ -165,7 +177,11 @@ pub async fn run(config: Config, clients: Clients, shutdown: CancellationToken) 
 async fn work_message(ctx: &Context, message: queue::Received, hard_stop: CancellationToken) {
     let _in_flight = metrics::InFlight::enter();
     let beat_done = CancellationToken::new();
-    let heartbeat = ctx.queue.heartbeat(&message.receipt_handle, ctx.config.visibility_timeout_secs, beat_done.clone());
+    let heartbeat = ctx.queue.heartbeat(
+        &message.receipt_handle,
+        ctx.config.visibility_timeout_secs,
+        beat_done.clone(),
+    );
     let job = job::handle(ctx, &message);
     let disposition = tokio::select! {
         d = job => Some(d),
@@ -175,7 +191,11 @@ async fn work_message(ctx: &Context, message: queue::Received, hard_stop: Cancel
     beat_done.cancel();
     let result = match disposition {
         Some(Disposition::Delete) => ctx.queue.delete(&message.receipt_handle).await,
-        Some(Disposition::RetryAfter(delay)) => ctx.queue.set_visibility(&message.receipt_handle, delay.as_secs().min(43_000) as i32).await,
+        Some(Disposition::RetryAfter(delay)) => {
+            ctx.queue
+                .set_visibility(&message.receipt_handle, delay.as_secs().min(43_000) as i32)
+                .await
+        }
         None => {
             tracing::warn!(message_id = %message.message_id, "Job interrupted; handing its message back.");
             ctx.queue.set_visibility(&message.receipt_handle, 0).await

@@ -15,7 +15,11 @@ async fn main() {
     let shutdown = shutdown::on_signal();
     if let Some(addr) = config.metrics_addr {
         if let Err(err) = metrics::serve(addr, shutdown.clone()).await {
-            config::ConfigError::new("--metrics-addr / AUTO_LAMBDA_METRICS_ADDR", format!("cannot listen on {addr}: {err}")).exit();
+            config::ConfigError::new(
+                "--metrics-addr / AUTO_LAMBDA_METRICS_ADDR",
+                format!("cannot listen on {addr}: {err}"),
+            )
+            .exit();
         }
     }
     let clients = Clients::new(&aws::load_sdk_config(&config.aws).await);

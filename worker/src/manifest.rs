@@ -85,7 +85,10 @@ pub enum ManifestError {
     #[error("lambda.toml is invalid: {0}")]
     Syntax(String),
     #[error("lambda.toml: {field} {problem}")]
-    Invalid { field: &'static str, problem: String },
+    Invalid {
+        field: &'static str,
+        problem: String,
+    },
     #[error("cannot detect the runtime: no lambda_function.py/app.py/handler.py/main.py, index.js/index.mjs or bootstrap at the zip root; set `runtime` in lambda.toml")]
     UnknownRuntime,
     #[error("runtime `{0}` is not supported; use one of: {list}", list = SUPPORTED_RUNTIMES.join(", "))]
@@ -112,13 +115,23 @@ pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
 ///
 /// `default_name` is the key's file stem; `prefix` is prepended to whatever name is chosen, so
 /// that IAM can scope the worker to `function:<prefix>*`.
-pub fn resolve(manifest: Manifest, root: &Path, default_name: &str, prefix: &str) -> Result<FunctionSpec, ManifestError> {
-    let name = format!("{prefix}{}", manifest.name.as_deref().unwrap_or(default_name));
+pub fn resolve(
+    manifest: Manifest,
+    root: &Path,
+    default_name: &str,
+    prefix: &str,
+) -> Result<FunctionSpec, ManifestError> {
+    let name = format!(
+        "{prefix}{}",
+        manifest.name.as_deref().unwrap_or(default_name)
+    );
     validate_name(&name)?;
 
     let runtime = match manifest.runtime {
         Some(r) => r,
-        None => detect_runtime(root).ok_or(ManifestError::UnknownRuntime)?.to_owned(),
+        None => detect_runtime(root)
+            .ok_or(ManifestError::UnknownRuntime)?
+            .to_owned(),
     };
     if !SUPPORTED_RUNTIMES.contains(&runtime.as_str()) {
         return Err(ManifestError::UnsupportedRuntime(runtime));
@@ -131,7 +144,12 @@ pub fn resolve(manifest: Manifest, root: &Path, default_name: &str, prefix: &str
     let architecture = match manifest.architecture.as_deref() {
         None | Some("x86_64") => Architecture::X86_64,
         Some("arm64") => Architecture::Arm64,
-        Some(other) => return Err(invalid("architecture", format!("`{other}` must be `x86_64` or `arm64`"))),
+        Some(other) => {
+            return Err(invalid(
+                "architecture",
+                format!("`{other}` must be `x86_64` or `arm64`"),
+            ))
+        }
     };
     let memory_mb = in_range("memory", manifest.memory.unwrap_or(128), 128, 10_240)?;
     let timeout_secs = in_range("timeout", manifest.timeout.unwrap_or(30), 1, 900)?;
@@ -152,15 +170,23 @@ pub fn resolve(manifest: Manifest, root: &Path, default_name: &str, prefix: &str
     if let Some(alias) = &manifest.alias {
         let ok = !alias.is_empty()
             && alias.len() <= 128
-            && alias.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            && alias
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
             && !alias.chars().all(|c| c.is_ascii_digit());
         if !ok {
-            return Err(invalid("alias", format!("`{alias}` must be letters, digits, - or _, and not only digits")));
+            return Err(invalid(
+                "alias",
+                format!("`{alias}` must be letters, digits, - or _, and not only digits"),
+            ));
         }
     }
     let publish = manifest.publish.unwrap_or(true);
     if manifest.alias.is_some() && !publish {
-        return Err(invalid("alias", "needs `publish = true`: an alias points at a published version"));
+        return Err(invalid(
+            "alias",
+            "needs `publish = true`: an alias points at a published version",
+        ));
     }
     Ok(FunctionSpec {
         name,
@@ -178,20 +204,29 @@ pub fn resolve(manifest: Manifest, root: &Path, default_name: &str, prefix: &str
 }
 
 fn invalid(field: &'static str, problem: impl Into<String>) -> ManifestError {
-    ManifestError::Invalid { field, problem: problem.into() }
+    ManifestError::Invalid {
+        field,
+        problem: problem.into(),
+    }
 }
 
 fn in_range(field: &'static str, value: i64, min: i64, max: i64) -> Result<i32, ManifestError> {
     if (min..=max).contains(&value) {
         Ok(value as i32)
     } else {
-        Err(invalid(field, format!("= {value} is outside Lambda's range {min}..={max}")))
+        Err(invalid(
+            field,
+            format!("= {value} is outside Lambda's range {min}..={max}"),
+        ))
     }
 }
 
 /// Lambda function names: 1–64 of `[A-Za-z0-9_-]`.
 pub fn validate_name(name: &str) -> Result<(), ManifestError> {
-    let ok = (1..=64).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if ok {
         Ok(())
     } else {
@@ -256,7 +291,12 @@ mod tests {
         assert_eq!(spec.architecture, Architecture::X86_64);
         assert_eq!((spec.memory_mb, spec.timeout_secs), (128, 30));
         let dir = app(&["index.mjs"]);
-        assert_eq!(resolve(Manifest::default(), dir.path(), "n", "").unwrap().handler, "index.handler");
+        assert_eq!(
+            resolve(Manifest::default(), dir.path(), "n", "")
+                .unwrap()
+                .handler,
+            "index.handler"
+        );
     }
 
     #[test]
@@ -278,10 +318,19 @@ mod tests {
         let err = resolve(m, dir.path(), "f", "").unwrap_err().to_string();
         assert!(err.contains("memory") && err.contains("128"), "{err}");
         let m = parse("timeout = 901").unwrap();
-        assert!(resolve(m, dir.path(), "f", "").unwrap_err().to_string().contains("timeout"));
+        assert!(resolve(m, dir.path(), "f", "")
+            .unwrap_err()
+            .to_string()
+            .contains("timeout"));
         let m = parse("runtime = \"cobol85\"").unwrap();
-        assert!(matches!(resolve(m, dir.path(), "f", ""), Err(ManifestError::UnsupportedRuntime(_))));
-        assert!(matches!(resolve(Manifest::default(), dir.path(), "my app", ""), Err(ManifestError::InvalidName(_))));
+        assert!(matches!(
+            resolve(m, dir.path(), "f", ""),
+            Err(ManifestError::UnsupportedRuntime(_))
+        ));
+        assert!(matches!(
+            resolve(Manifest::default(), dir.path(), "my app", ""),
+            Err(ManifestError::InvalidName(_))
+        ));
         let m = parse("environment = { AWS_REGION = \"x\" }").unwrap();
         assert!(resolve(m, dir.path(), "f", "").is_err());
     }
@@ -289,7 +338,10 @@ mod tests {
     #[test]
     fn runtime_required_when_undetectable() {
         let dir = app(&["README.md"]);
-        assert!(matches!(resolve(Manifest::default(), dir.path(), "f", ""), Err(ManifestError::UnknownRuntime)));
+        assert!(matches!(
+            resolve(Manifest::default(), dir.path(), "f", ""),
+            Err(ManifestError::UnknownRuntime)
+        ));
     }
 
     #[test]

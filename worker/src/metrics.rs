@@ -44,24 +44,51 @@ fn metrics() -> &'static Metrics {
         let mut registry = Registry::with_prefix("auto_lambda");
         let jobs = Family::<OutcomeLabel, Counter>::default();
         let stages = Family::<StageLabel, Histogram>::new_with_constructor(|| {
-            Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0])
+            Histogram::new([
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+                300.0, 600.0,
+            ])
         });
         let in_flight = Gauge::default();
         let receive_errors = Counter::default();
         registry.register("jobs", "Uploads worked, by outcome", jobs.clone());
-        registry.register("stage_duration_seconds", "Time per job stage", stages.clone());
+        registry.register(
+            "stage_duration_seconds",
+            "Time per job stage",
+            stages.clone(),
+        );
         registry.register("jobs_in_flight", "Jobs being worked now", in_flight.clone());
-        registry.register("receive_errors", "Failed SQS receives", receive_errors.clone());
-        Metrics { registry: Arc::new(registry), jobs, stages, in_flight, receive_errors }
+        registry.register(
+            "receive_errors",
+            "Failed SQS receives",
+            receive_errors.clone(),
+        );
+        Metrics {
+            registry: Arc::new(registry),
+            jobs,
+            stages,
+            in_flight,
+            receive_errors,
+        }
     })
 }
 
 pub fn record_outcome(outcome: &str) {
-    metrics().jobs.get_or_create(&OutcomeLabel { outcome: outcome.to_owned() }).inc();
+    metrics()
+        .jobs
+        .get_or_create(&OutcomeLabel {
+            outcome: outcome.to_owned(),
+        })
+        .inc();
 }
 
 pub fn record_stage(stage: &str, elapsed: Duration) {
-    metrics().stages.get_or_create(&StageLabel { stage: stage.to_owned() }).observe(elapsed.as_secs_f64());
+    metrics()
+        .stages
+        .get_or_create(&StageLabel {
+            stage: stage.to_owned(),
+        })
+        .observe(elapsed.as_secs_f64());
 }
 
 pub fn record_receive_error() {

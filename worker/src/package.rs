@@ -60,11 +60,20 @@ pub fn build(root: &Path, out: &Path) -> Result<Package, PackageError> {
     let mut buf = vec![0u8; 256 * 1024];
     for (name, path, kind) in &entries {
         match kind {
-            Kind::Symlink(target) => zip.add_symlink(name.as_str(), target.as_str(), base.unix_permissions(0o777))?,
+            Kind::Symlink(target) => {
+                zip.add_symlink(name.as_str(), target.as_str(), base.unix_permissions(0o777))?
+            }
             Kind::File { executable } => {
-                let mode = if *executable || name == "bootstrap" { 0o755 } else { 0o644 };
+                let mode = if *executable || name == "bootstrap" {
+                    0o755
+                } else {
+                    0o644
+                };
                 zip.start_file(name.as_str(), base.unix_permissions(mode))?;
-                let read_error = |source| PackageError::Read { path: name.clone(), source };
+                let read_error = |source| PackageError::Read {
+                    path: name.clone(),
+                    source,
+                };
                 let mut src = std::fs::File::open(path).map_err(read_error)?;
                 loop {
                     let n = src.read(&mut buf).map_err(read_error)?;
@@ -78,10 +87,17 @@ pub fn build(root: &Path, out: &Path) -> Result<Package, PackageError> {
     }
     let mut writer = zip.finish()?;
     writer.flush().map_err(PackageError::Write)?;
-    let mut file = writer.into_inner().map_err(|e| PackageError::Write(e.into_error()))?;
+    let mut file = writer
+        .into_inner()
+        .map_err(|e| PackageError::Write(e.into_error()))?;
     file.sync_all().map_err(PackageError::Write)?;
     let size = file.stream_position().map_err(PackageError::Write)?;
-    Ok(Package { path: out.to_owned(), code_sha256: sha256_base64(out)?, size, entries: entries.len() })
+    Ok(Package {
+        path: out.to_owned(),
+        code_sha256: sha256_base64(out)?,
+        size,
+        entries: entries.len(),
+    })
 }
 
 /// Lists every file and symlink under `root`, sorted by their zip names.
@@ -89,22 +105,39 @@ fn collect(root: &Path) -> Result<Vec<(String, PathBuf, Kind)>, PackageError> {
     let mut entries = Vec::new();
     for item in walkdir::WalkDir::new(root).follow_links(false).min_depth(1) {
         let item = item.map_err(|e| PackageError::Read {
-            path: e.path().map(|p| p.display().to_string()).unwrap_or_default(),
+            path: e
+                .path()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
             source: e.into(),
         })?;
-        let relative = item.path().strip_prefix(root).expect("walkdir yields paths under its root");
+        let relative = item
+            .path()
+            .strip_prefix(root)
+            .expect("walkdir yields paths under its root");
         let name = relative
             .to_str()
             .ok_or_else(|| PackageError::NotUtf8(relative.display().to_string()))?
             .replace(std::path::MAIN_SEPARATOR, "/");
         let file_type = item.file_type();
         let kind = if file_type.is_symlink() {
-            let target = std::fs::read_link(item.path()).map_err(|source| PackageError::Read { path: name.clone(), source })?;
-            let target = target.to_str().ok_or_else(|| PackageError::NotUtf8(target.display().to_string()))?.to_owned();
+            let target = std::fs::read_link(item.path()).map_err(|source| PackageError::Read {
+                path: name.clone(),
+                source,
+            })?;
+            let target = target
+                .to_str()
+                .ok_or_else(|| PackageError::NotUtf8(target.display().to_string()))?
+                .to_owned();
             Kind::Symlink(target)
         } else if file_type.is_file() {
-            let meta = item.metadata().map_err(|e| PackageError::Read { path: name.clone(), source: e.into() })?;
-            Kind::File { executable: is_executable(&meta) }
+            let meta = item.metadata().map_err(|e| PackageError::Read {
+                path: name.clone(),
+                source: e.into(),
+            })?;
+            Kind::File {
+                executable: is_executable(&meta),
+            }
         } else {
             continue; // directories are implied; sockets and fifos have no place in a package
         };
@@ -127,7 +160,10 @@ fn is_executable(_meta: &std::fs::Metadata) -> bool {
 
 /// Base64 of the SHA-256 of a file, as Lambda reports `CodeSha256`.
 pub fn sha256_base64(path: &Path) -> Result<String, PackageError> {
-    let read_error = |source| PackageError::Read { path: path.display().to_string(), source };
+    let read_error = |source| PackageError::Read {
+        path: path.display().to_string(),
+        source,
+    };
     let mut file = std::fs::File::open(path).map_err(read_error)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
@@ -173,13 +209,21 @@ mod tests {
         let out = tempfile::tempdir().unwrap();
         let p = build(a.path(), &out.path().join("p.zip")).unwrap();
         let mut zip = zip::ZipArchive::new(std::fs::File::open(&p.path).unwrap()).unwrap();
-        let names: Vec<String> = (0..zip.len()).map(|i| zip.by_index(i).unwrap().name().unwrap().into_owned()).collect();
+        let names: Vec<String> = (0..zip.len())
+            .map(|i| zip.by_index(i).unwrap().name().unwrap().into_owned())
+            .collect();
         let mut sorted = names.clone();
         sorted.sort();
         assert_eq!(names, ["app.py", "bootstrap", "pkg/a.py", "pkg/sub/z.py"]);
         assert_eq!(names, sorted);
-        assert_eq!(zip.by_name("bootstrap").unwrap().unix_mode().unwrap() & 0o777, 0o755);
-        assert_eq!(zip.by_name("app.py").unwrap().unix_mode().unwrap() & 0o777, 0o644);
+        assert_eq!(
+            zip.by_name("bootstrap").unwrap().unix_mode().unwrap() & 0o777,
+            0o755
+        );
+        assert_eq!(
+            zip.by_name("app.py").unwrap().unix_mode().unwrap() & 0o777,
+            0o644
+        );
     }
 
     #[test]

@@ -28,7 +28,10 @@ pub struct Received {
 
 impl Queue {
     pub fn new(sqs: aws_sdk_sqs::Client, url: impl Into<String>) -> Self {
-        Self { sqs, url: url.into() }
+        Self {
+            sqs,
+            url: url.into(),
+        }
     }
 
     pub fn url(&self) -> &str {
@@ -36,7 +39,12 @@ impl Queue {
     }
 
     /// Long-polls for up to `max` messages, hiding them for `visibility_secs`.
-    pub async fn receive(&self, max: i32, wait_secs: i32, visibility_secs: i32) -> Result<Vec<Received>, SdkError<ReceiveMessageError, HttpResponse>> {
+    pub async fn receive(
+        &self,
+        max: i32,
+        wait_secs: i32,
+        visibility_secs: i32,
+    ) -> Result<Vec<Received>, SdkError<ReceiveMessageError, HttpResponse>> {
         let out = self
             .sqs
             .receive_message()
@@ -47,12 +55,22 @@ impl Queue {
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .send()
             .await?;
-        Ok(out.messages.unwrap_or_default().into_iter().filter_map(received).collect())
+        Ok(out
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(received)
+            .collect())
     }
 
     /// Deletes a message whose outcome has been recorded.
     pub async fn delete(&self, receipt: &str) -> Result<(), aws_sdk_sqs::Error> {
-        self.sqs.delete_message().queue_url(&self.url).receipt_handle(receipt).send().await?;
+        self.sqs
+            .delete_message()
+            .queue_url(&self.url)
+            .receipt_handle(receipt)
+            .send()
+            .await?;
         Ok(())
     }
 
@@ -103,14 +121,19 @@ fn received(m: Message) -> Option<Received> {
 /// Delay before a failed message is tried again: 10 s doubling per receive, capped at 15 min,
 /// with ±20% jitter so that a burst of failures does not come back as a burst.
 pub fn retry_delay(receive_count: u32) -> Duration {
-    let base = 10u64.saturating_mul(1 << receive_count.saturating_sub(1).min(7)).min(900);
+    let base = 10u64
+        .saturating_mul(1 << receive_count.saturating_sub(1).min(7))
+        .min(900);
     let jitter = jitter_fraction();
-    Duration::from_millis(((base as f64) * 1000.0 * (0.8 + 0.4 * jitter)) as u64).min(Duration::from_secs(900))
+    Duration::from_millis(((base as f64) * 1000.0 * (0.8 + 0.4 * jitter)) as u64)
+        .min(Duration::from_secs(900))
 }
 
 /// A number in [0, 1) from the clock: enough to spread retries, no RNG dependency.
 fn jitter_fraction() -> f64 {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
     f64::from(nanos % 1000) / 1000.0
 }
 

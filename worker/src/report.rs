@@ -89,12 +89,20 @@ pub struct StatusReport {
 
 /// Where the report for `source` goes.
 pub fn key_for(status_prefix: &str, source: &Source) -> String {
-    let id = source.version_id.as_deref().or(source.etag.as_deref()).unwrap_or("unversioned");
+    let id = source
+        .version_id
+        .as_deref()
+        .or(source.etag.as_deref())
+        .unwrap_or("unversioned");
     format!("{status_prefix}{}/{id}.json", source.key)
 }
 
 /// Writes the report. The message is deleted only after this succeeds.
-pub async fn write(s3: &aws_sdk_s3::Client, status_prefix: &str, report: &StatusReport) -> Result<String, aws_sdk_s3::Error> {
+pub async fn write(
+    s3: &aws_sdk_s3::Client,
+    status_prefix: &str,
+    report: &StatusReport,
+) -> Result<String, aws_sdk_s3::Error> {
     let key = key_for(status_prefix, &report.source);
     let body = serde_json::to_vec_pretty(report).expect("a report always serialises");
     s3.put_object()
@@ -118,7 +126,14 @@ mod tests {
 
     #[test]
     fn key_prefers_version_then_etag() {
-        let mut s = Source { bucket: "b".into(), key: "apps/a b.zip".into(), version_id: None, etag: Some("e1".into()), sequencer: None, event_time: None };
+        let mut s = Source {
+            bucket: "b".into(),
+            key: "apps/a b.zip".into(),
+            version_id: None,
+            etag: Some("e1".into()),
+            sequencer: None,
+            event_time: None,
+        };
         assert_eq!(key_for("status/", &s), "status/apps/a b.zip/e1.json");
         s.version_id = Some("v9".into());
         assert_eq!(key_for("status/", &s), "status/apps/a b.zip/v9.json");
@@ -126,6 +141,9 @@ mod tests {
 
     #[test]
     fn outcome_serialises_kebab() {
-        assert_eq!(serde_json::to_string(&Outcome::StaleSkipped).unwrap(), "\"stale-skipped\"");
+        assert_eq!(
+            serde_json::to_string(&Outcome::StaleSkipped).unwrap(),
+            "\"stale-skipped\""
+        );
     }
 }

@@ -1,0 +1,196 @@
+//! The walking skeleton, end to end: an upload to moto's S3 becomes a deployed function,
+//! through the real `auto-lambda-worker` binary.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+
+const HELLO_V1: &[(&str, &[u8])] = &[
+    (
+        "app.py",
+        b"def handler(event, context):\n    return {'v': 1}\n",
+    ),
+    ("lib/util.py", b"X = 1\n"),
+];
+const HELLO_V2: &[(&str, &[u8])] = &[
+    (
+        "app.py",
+        b"def handler(event, context):\n    return {'v': 2}\n",
+    ),
+    ("lib/util.py", b"X = 1\n"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_deploys_then_changed_upload_updates() {
+    let moto = Moto::start();
+    let stack = moto.bootstrap("skel", false);
+    let aws = Aws::new(&stack.endpoint).await;
+    let _worker = Worker::spawn(&stack, &[]);
+
+    let key = "apps/hello-api.zip";
+    let id = aws.upload(&stack, key, zip_of(HELLO_V1)).await;
+    let report = aws
+        .wait_report(&stack, key, &id, Duration::from_secs(30))
+        .await;
+    assert_eq!(report["outcome"], "deployed", "{report:#}");
+    assert_eq!(report["function_name"], "hello-api");
+    let want = expected_sha(HELLO_V1);
+    assert_eq!(report["code_sha256"], want.as_str());
+    assert_eq!(
+        aws.code_sha256("hello-api").await,
+        want,
+        "Lambda must run exactly the package the worker built"
+    );
+
+    let f = aws
+        .lambda
+        .get_function()
+        .function_name("hello-api")
+        .send()
+        .await
+        .unwrap();
+    let cfg = f.configuration().unwrap();
+    assert_eq!(
+        cfg.runtime().unwrap().as_str(),
+        "python3.12",
+        "runtime detected from app.py"
+    );
+    assert_eq!(cfg.handler(), Some("app.handler"));
+    assert_eq!(
+        cfg.last_update_status().map(|s| s.as_str()),
+        Some("Successful")
+    );
+
+    let id2 = aws.upload(&stack, key, zip_of(HELLO_V2)).await;
+    let report = aws
+        .wait_report(&stack, key, &id2, Duration::from_secs(30))
+        .await;
+    assert_eq!(report["outcome"], "deployed", "{report:#}");
+    let want2 = expected_sha(HELLO_V2);
+    assert_ne!(want, want2);
+    assert_eq!(aws.code_sha256("hello-api").await, want2);
+    assert_eq!(aws.versions("hello-api").await, ["1", "2"]);
+    for stage in ["download", "unpack", "build", "package", "deploy"] {
+        assert!(
+            report["timings_ms"][stage].is_u64(),
+            "timing for {stage} missing: {report:#}"
+        );
+    }
+
+    // Every message was settled: nothing visible, nothing in flight.
+    let counts = aws.queue_counts(&stack.queue_url).await;
+    assert_eq!(counts, (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifest_sets_name_runtime_and_alias() {
+    let moto = Moto::start();
+    let stack = moto.bootstrap("manifest", false);
+    let aws = Aws::new(&stack.endpoint).await;
+    let _worker = Worker::spawn(&stack, &["--function-prefix", "team-"]);
+
+    let files: &[(&str, &[u8])] = &[
+        ("lambda.toml", b"name = \"orders\"\nruntime = \"python3.11\"\nhandler = \"svc.main\"\nmemory = 512\ntimeout = 20\nalias = \"live\"\n[environment]\nSTAGE = \"test\"\n"),
+        ("svc.py", b"def main(e, c):\n    return 1\n"),
+    ];
+    let key = "apps/whatever.zip";
+    let id = aws.upload(&stack, key, zip_of(files)).await;
+    let report = aws
+        .wait_report(&stack, key, &id, Duration::from_secs(30))
+        .await;
+    assert_eq!(report["outcome"], "deployed", "{report:#}");
+    assert_eq!(report["function_name"], "team-orders");
+
+    let f = aws
+        .lambda
+        .get_function()
+        .function_name("team-orders")
+        .send()
+        .await
+        .unwrap();
+    let cfg = f.configuration().unwrap();
+    assert_eq!(cfg.runtime().unwrap().as_str(), "python3.11");
+    assert_eq!(cfg.handler(), Some("svc.main"));
+    assert_eq!(cfg.memory_size(), Some(512));
+    assert_eq!(cfg.timeout(), Some(20));
+    assert_eq!(
+        cfg.environment().unwrap().variables().unwrap()["STAGE"],
+        "test"
+    );
+    let alias = aws
+        .lambda
+        .get_alias()
+        .function_name("team-orders")
+        .name("live")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(alias.function_version(), report["version"].as_str());
+}
+
+#[test]
+fn missing_queue_url_exits_64_naming_the_setting() {
+    let stack = Stack {
+        endpoint: "http://127.0.0.1:9".into(),
+        bucket: String::new(),
+        queue_url: String::new(),
+        dlq_url: String::new(),
+        role_arn: "arn:aws:iam::123456789012:role/r".into(),
+    };
+    let out = worker_command(&stack)
+        .env_remove("AUTO_LAMBDA_QUEUE_URL")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--queue-url"), "{stderr}");
+
+    let out = worker_command(&stack)
+        .env("AUTO_LAMBDA_QUEUE_URL", "http://127.0.0.1:9/1/q")
+        .env("AUTO_LAMBDA_WAIT_TIME_SECS", "99")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("AUTO_LAMBDA_WAIT_TIME_SECS"));
+}
+
+#[test]
+fn unreachable_endpoint_exits_64_naming_the_setting() {
+    let port = free_port(); // nothing listens here
+    let stack = Stack {
+        endpoint: format!("http://127.0.0.1:{port}"),
+        bucket: String::new(),
+        queue_url: format!("http://127.0.0.1:{port}/123456789012/jobs"),
+        dlq_url: String::new(),
+        role_arn: "arn:aws:iam::123456789012:role/r".into(),
+    };
+    let out = worker_command(&stack)
+        .args(["--startup-timeout-secs", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("--endpoint-url"), "{stderr}");
+}
+
+#[test]
+fn help_documents_every_setting() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_auto-lambda-worker"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--queue-url",
+        "--role-arn",
+        "--endpoint-url",
+        "--concurrency",
+        "--visibility-timeout-secs",
+        "AUTO_LAMBDA_QUEUE_URL",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}");
+    }
+}

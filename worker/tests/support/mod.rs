@@ -1,0 +1,405 @@
+//! Test harness: a moto server per test on a free loopback port, the pipeline's resources
+//! created by the same bootstrap the demo uses, and the real `auto-lambda-worker` binary.
+#![allow(dead_code)] // each test binary uses its own subset
+#![allow(clippy::unwrap_used)] // test harness: a failed unwrap is a failed test
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_config::BehaviorVersion;
+use aws_sdk_s3::primitives::ByteStream;
+use serde_json::Value;
+
+pub const REGION: &str = "us-east-1";
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+fn venv_bin(name: &str) -> PathBuf {
+    let path = repo_root().join(".venv/bin").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `make test` (or dev/setup.sh) first",
+        path.display()
+    );
+    path
+}
+
+/// A moto server, killed on drop.
+pub struct Moto {
+    child: Child,
+    pub endpoint: String,
+    pub port: u16,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let port = free_port();
+        let child = Command::new(venv_bin("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let moto = Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            port,
+        };
+        moto.wait_ready();
+        moto
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("moto did not start on port {}", self.port);
+    }
+
+    /// Creates bucket, queue + DLQ, notification and role with dev/localaws.py.
+    pub fn bootstrap(&self, name: &str, versioned: bool) -> Stack {
+        let mut cmd = Command::new(venv_bin("python"));
+        cmd.arg(repo_root().join("dev/localaws.py")).args([
+            "bootstrap",
+            "--endpoint",
+            &self.endpoint,
+            "--name",
+            name,
+        ]);
+        if versioned {
+            cmd.arg("--versioned");
+        }
+        let out = cmd.output().expect("run localaws.py bootstrap");
+        assert!(
+            out.status.success(),
+            "bootstrap failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        Stack {
+            endpoint: self.endpoint.clone(),
+            bucket: v["bucket"].as_str().unwrap().into(),
+            queue_url: v["queue_url"].as_str().unwrap().into(),
+            dlq_url: v["dlq_url"].as_str().unwrap().into(),
+            role_arn: v["role_arn"].as_str().unwrap().into(),
+        }
+    }
+
+    /// Stops the server (as if AWS went away); [`Moto::restart`] brings up a fresh one on the same port.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The resources of one pipeline.
+#[derive(Clone, Debug)]
+pub struct Stack {
+    pub endpoint: String,
+    pub bucket: String,
+    pub queue_url: String,
+    pub dlq_url: String,
+    pub role_arn: String,
+}
+
+/// SDK clients pointed at moto.
+pub struct Aws {
+    pub s3: aws_sdk_s3::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub lambda: aws_sdk_lambda::Client,
+}
+
+impl Aws {
+    pub async fn new(endpoint: &str) -> Aws {
+        let creds = aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "test");
+        let sdk = aws_config::defaults(BehaviorVersion::latest())
+            .region(aws_config::Region::new(REGION))
+            .credentials_provider(creds)
+            .endpoint_url(endpoint)
+            .load()
+            .await;
+        Aws {
+            s3: aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(&sdk)
+                    .force_path_style(true)
+                    .build(),
+            ),
+            sqs: aws_sdk_sqs::Client::new(&sdk),
+            lambda: aws_sdk_lambda::Client::new(&sdk),
+        }
+    }
+
+    /// Uploads bytes; returns the id its status report is filed under (versionId or ETag).
+    pub async fn upload(&self, stack: &Stack, key: &str, body: Vec<u8>) -> String {
+        let out = self
+            .s3
+            .put_object()
+            .bucket(&stack.bucket)
+            .key(key)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .unwrap();
+        out.version_id()
+            .map(str::to_owned)
+            .unwrap_or_else(|| out.e_tag().unwrap().trim_matches('"').to_owned())
+    }
+
+    /// Waits for a final status report (one that will not be retried).
+    pub async fn wait_report(
+        &self,
+        stack: &Stack,
+        key: &str,
+        id: &str,
+        timeout: Duration,
+    ) -> Value {
+        let report_key = format!("status/{key}/{id}.json");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(out) = self
+                .s3
+                .get_object()
+                .bucket(&stack.bucket)
+                .key(&report_key)
+                .send()
+                .await
+            {
+                let bytes = out.body.collect().await.unwrap().into_bytes();
+                let v: Value = serde_json::from_slice(&bytes).unwrap();
+                if !v["will_retry"].as_bool().unwrap_or(false) {
+                    return v;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no final report at {report_key} within {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn code_sha256(&self, function: &str) -> String {
+        let f = self
+            .lambda
+            .get_function()
+            .function_name(function)
+            .send()
+            .await
+            .unwrap();
+        f.configuration().unwrap().code_sha256().unwrap().to_owned()
+    }
+
+    /// Published versions of a function (without $LATEST).
+    pub async fn versions(&self, function: &str) -> Vec<String> {
+        let out = self
+            .lambda
+            .list_versions_by_function()
+            .function_name(function)
+            .send()
+            .await
+            .unwrap();
+        out.versions()
+            .iter()
+            .filter_map(|v| v.version())
+            .filter(|v| *v != "$LATEST")
+            .map(str::to_owned)
+            .collect()
+    }
+
+    pub async fn queue_counts(&self, queue_url: &str) -> (u64, u64) {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let out = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .unwrap();
+        let a = out.attributes().unwrap();
+        let n = |k: A| a.get(&k).unwrap().parse::<u64>().unwrap();
+        (
+            n(A::ApproximateNumberOfMessages),
+            n(A::ApproximateNumberOfMessagesNotVisible),
+        )
+    }
+}
+
+/// A zip of `(name, content)` pairs, written the way a user's zip tool would.
+pub fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, content) in files {
+        w.start_file(*name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        w.write_all(content).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
+/// The CodeSha256 the worker must produce for these files: built independently in this process
+/// with the library's packager, from the same tree.
+pub fn expected_sha(files: &[(&str, &[u8])]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, content) in files {
+        let p = dir.path().join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+    let out = tempfile::tempdir().unwrap();
+    auto_lambda_worker::package::build(dir.path(), &out.path().join("p.zip"))
+        .unwrap()
+        .code_sha256
+}
+
+/// The real worker binary, killed on drop. Its log goes to a file kept for failures.
+pub struct Worker {
+    pub child: Child,
+    pub log: PathBuf,
+    pub metrics_port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Worker {
+    pub fn spawn(stack: &Stack, extra: &[&str]) -> Worker {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("worker.log");
+        let metrics_port = free_port();
+        let child = worker_command(stack)
+            .args([
+                "--wait-time-secs",
+                "1",
+                "--metrics-addr",
+                &format!("127.0.0.1:{metrics_port}"),
+            ])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start auto-lambda-worker");
+        Worker {
+            child,
+            log,
+            metrics_port,
+            _dir: dir,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends a signal by name (TERM, KILL) with kill(1).
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{name} failed");
+    }
+
+    /// Waits for the process to exit; returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "worker did not exit within {timeout:?}\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The value of one Prometheus series, e.g. `auto_lambda_jobs_total{outcome="deployed"}`.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = http_get(self.metrics_port, "/metrics").await;
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0.0)
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- worker log ---\n{}", self.log());
+        }
+    }
+}
+
+/// The worker binary with moto's endpoint and fake credentials in its environment.
+pub fn worker_command(stack: &Stack) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_auto-lambda-worker"));
+    cmd.env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", REGION)
+        .env("AWS_ENDPOINT_URL", &stack.endpoint)
+        .env("AUTO_LAMBDA_QUEUE_URL", &stack.queue_url)
+        .env("AUTO_LAMBDA_ROLE_ARN", &stack.role_arn)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// A minimal HTTP/1.0 GET on loopback, for /metrics and /healthz.
+pub async fn http_get(port: u16, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+/// Polls `check` until it returns true or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
