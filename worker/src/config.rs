@@ -70,6 +70,11 @@ pub struct Config {
     #[arg(long, env = "AUTO_LAMBDA_SHUTDOWN_GRACE_SECS", default_value_t = 60)]
     pub shutdown_grace_secs: u64,
 
+    /// First retry delay after a transient failure, in seconds; it doubles with each receive
+    /// of the same message (capped at 15 minutes), with ±20% jitter.
+    #[arg(long, env = "AUTO_LAMBDA_RETRY_BASE_SECS", default_value_t = 10)]
+    pub retry_base_secs: u64,
+
     /// How long start-up keeps retrying to reach the queue before giving up.
     #[arg(long, env = "AUTO_LAMBDA_STARTUP_TIMEOUT_SECS", default_value_t = 30)]
     pub startup_timeout_secs: u64,

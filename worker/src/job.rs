@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::artifact;
+use crate::coalesce::InHand;
 use crate::config::Config;
 use crate::deploy::{self, Change, FunctionState};
 use crate::error::{Class, JobError};
@@ -31,6 +32,7 @@ pub struct Context {
     pub lambda: aws_sdk_lambda::Client,
     pub queue: Queue,
     pub config: Arc<Config>,
+    pub in_hand: Arc<InHand>,
 }
 
 /// What to do with a message once its job is over.
@@ -166,7 +168,7 @@ async fn work_object(ctx: &Context, message: &Received, object: &ObjectCreated) 
             });
             if class == Class::Transient {
                 report.will_retry = true;
-                let delay = queue::retry_delay(message.receive_count);
+                let delay = queue::retry_delay(ctx.config.retry_base_secs, message.receive_count);
                 disposition = Disposition::RetryAfter(delay);
                 tracing::warn!(error = %err, retry_in_secs = delay.as_secs(), "Job failed; will retry.");
             } else {
@@ -188,7 +190,10 @@ async fn work_object(ctx: &Context, message: &Received, object: &ObjectCreated) 
             // The outcome is not on record: keep the message so the job runs again.
             tracing::warn!(error = %err, "Cannot write the status report; the message will be retried.");
             if disposition == Disposition::Delete {
-                disposition = Disposition::RetryAfter(queue::retry_delay(message.receive_count));
+                disposition = Disposition::RetryAfter(queue::retry_delay(
+                    ctx.config.retry_base_secs,
+                    message.receive_count,
+                ));
             }
         }
     }
@@ -253,8 +258,23 @@ async fn deploy_if_newer(
     spec: FunctionSpec,
     package: Package,
 ) -> Result<Done, JobError> {
-    let current = deploy::describe(&ctx.lambda, &spec).await?;
     let ours = order_token(object);
+    let claim = ctx.in_hand.claim(&spec.name, &ours).await;
+    if let Some(newer) = claim.newer_in_hand() {
+        let note = format!(
+            "a newer upload of {} ({newer}) is in hand and will be deployed instead",
+            spec.name
+        );
+        return Ok(Done {
+            outcome: Outcome::StaleSkipped,
+            arn: None,
+            version: None,
+            note: Some(note),
+            spec,
+            package,
+        });
+    }
+    let current = deploy::describe(&ctx.lambda, &spec).await?;
     if let Some(state) = &current {
         if let Some(note) = newer_deployed(state, &ours, object) {
             return Ok(Done {

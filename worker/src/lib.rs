@@ -5,12 +5,13 @@
 //! period and hands back the messages of those that cannot.
 //!
 //! Where things happen: [`event`] parses notifications, [`queue`] talks to SQS, [`artifact`]
-//! fetches and unpacks uploads, [`manifest`] reads `lambda.toml`, [`package`] writes the
+//! fetches and unpacks uploads, [`coalesce`] deploys only the newest upload in hand per function, [`manifest`] reads `lambda.toml`, [`package`] writes the
 //! deployment zip, [`deploy`] talks to Lambda, [`report`] writes status reports, [`error`]
 //! classifies failures and [`metrics`] counts what happened.
 #![forbid(unsafe_code)]
 
 pub mod artifact;
+pub mod coalesce;
 pub mod config;
 pub mod deploy;
 pub mod error;
@@ -101,6 +102,7 @@ pub async fn run(config: Config, clients: Clients, shutdown: CancellationToken) 
         lambda: clients.lambda.clone(),
         queue: Queue::new(clients.sqs.clone(), config.queue_url.clone()),
         config: config.clone(),
+        in_hand: Default::default(),
     };
     let concurrency = config.concurrency();
     let permits = Arc::new(Semaphore::new(concurrency));

@@ -118,10 +118,10 @@ fn received(m: Message) -> Option<Received> {
     })
 }
 
-/// Delay before a failed message is tried again: 10 s doubling per receive, capped at 15 min,
-/// with ±20% jitter so that a burst of failures does not come back as a burst.
-pub fn retry_delay(receive_count: u32) -> Duration {
-    let base = 10u64
+/// Delay before a failed message is tried again: `base_secs` doubling per receive, capped at
+/// 15 min, with ±20% jitter so that a burst of failures does not come back as a burst.
+pub fn retry_delay(base_secs: u64, receive_count: u32) -> Duration {
+    let base = base_secs
         .saturating_mul(1 << receive_count.saturating_sub(1).min(7))
         .min(900);
     let jitter = jitter_fraction();
@@ -143,10 +143,10 @@ mod tests {
 
     #[test]
     fn retry_delay_grows_and_caps() {
-        let d1 = retry_delay(1).as_secs_f64();
+        let d1 = retry_delay(10, 1).as_secs_f64();
         assert!((8.0..=12.0).contains(&d1), "{d1}");
-        let d3 = retry_delay(3).as_secs_f64();
+        let d3 = retry_delay(10, 3).as_secs_f64();
         assert!((32.0..=48.0).contains(&d3), "{d3}");
-        assert!(retry_delay(50) <= Duration::from_secs(900));
+        assert!(retry_delay(10, 50) <= Duration::from_secs(900));
     }
 }

@@ -204,6 +204,36 @@ impl Aws {
         }
     }
 
+    /// Waits for any status report, final or not.
+    pub async fn wait_report_any(
+        &self,
+        stack: &Stack,
+        key: &str,
+        id: &str,
+        timeout: Duration,
+    ) -> Value {
+        let report_key = format!("status/{key}/{id}.json");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(out) = self
+                .s3
+                .get_object()
+                .bucket(&stack.bucket)
+                .key(&report_key)
+                .send()
+                .await
+            {
+                let bytes = out.body.collect().await.unwrap().into_bytes();
+                return serde_json::from_slice(&bytes).unwrap();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no report at {report_key} within {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn code_sha256(&self, function: &str) -> String {
         let f = self
             .lambda
@@ -339,6 +369,17 @@ impl Worker {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The sum of `auto_lambda_jobs_total` over these outcomes.
+    pub async fn outcomes(&self, outcomes: &[&str]) -> f64 {
+        let mut sum = 0.0;
+        for o in outcomes {
+            sum += self
+                .metric(&format!("auto_lambda_jobs_total{{outcome=\"{o}\"}}"))
+                .await;
+        }
+        sum
     }
 
     /// The value of one Prometheus series, e.g. `auto_lambda_jobs_total{outcome="deployed"}`.

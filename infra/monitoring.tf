@@ -1,0 +1,224 @@
+# Logs, alarms and the dashboard.
+#
+# Custom metrics, namespace var.metric_namespace (default AutoLambda):
+#   queue-metric-publisher: Visible, NotVisible, Delayed                {QueueName}
+#                           BacklogPerInstance                           {QueueName, AutoScalingGroupName}
+#   auto-lambda-worker:     Jobs (Count)                                 {QueueName, Outcome}
+#                           StageDuration (Milliseconds)                 {QueueName, Stage}
+# infra/tests/check_dashboard.py checks every custom metric named here against the Rust sources.
+
+resource "aws_cloudwatch_log_group" "worker" {
+  name              = local.worker_log_group
+  retention_in_days = var.log_retention_days
+}
+
+resource "aws_cloudwatch_log_group" "publisher" {
+  name              = local.publisher_log_group
+  retention_in_days = var.log_retention_days
+}
+
+locals {
+  ns       = var.metric_namespace
+  queue    = aws_sqs_queue.jobs.name
+  dlq      = aws_sqs_queue.dlq.name
+  outcomes = ["deployed", "unchanged", "stale-skipped", "failed", "retrying"]
+  stages   = ["download", "unpack", "build", "package", "deploy"]
+
+  dashboard_widgets = [
+    {
+      type = "metric", x = 0, y = 0, width = 12, height = 6
+      properties = {
+        title  = "Queue depth (published every ${var.publisher_period_seconds} s)"
+        region = var.region
+        view   = "timeSeries"
+        stat   = "Maximum"
+        period = 10
+        metrics = [
+          [local.ns, "Visible", "QueueName", local.queue, { label = "visible" }],
+          [local.ns, "NotVisible", "QueueName", local.queue, { label = "in flight" }],
+          [local.ns, "Delayed", "QueueName", local.queue, { label = "delayed" }],
+        ]
+      }
+    },
+    {
+      type = "metric", x = 12, y = 0, width = 12, height = 6
+      properties = {
+        title  = "Backlog per instance (target ${var.backlog_per_instance_target})"
+        region = var.region
+        view   = "timeSeries"
+        stat   = "Average"
+        period = 10
+        metrics = [
+          [local.ns, "BacklogPerInstance", "QueueName", local.queue, "AutoScalingGroupName", local.worker_asg, { label = "backlog per instance" }],
+        ]
+        annotations = {
+          horizontal = [{ label = "target", value = var.backlog_per_instance_target }]
+        }
+      }
+    },
+    {
+      type = "metric", x = 0, y = 6, width = 12, height = 6
+      properties = {
+        title  = "Workers"
+        region = var.region
+        view   = "timeSeries"
+        stat   = "Maximum"
+        period = 60
+        metrics = [
+          ["AWS/AutoScaling", "GroupInServiceInstances", "AutoScalingGroupName", local.worker_asg, { label = "in service" }],
+          ["AWS/AutoScaling", "GroupDesiredCapacity", "AutoScalingGroupName", local.worker_asg, { label = "desired" }],
+          ["AWS/AutoScaling", "GroupPendingInstances", "AutoScalingGroupName", local.worker_asg, { label = "pending" }],
+        ]
+        yAxis = { left = { min = 0, max = var.worker_max_size } }
+      }
+    },
+    {
+      type = "metric", x = 12, y = 6, width = 12, height = 6
+      properties = {
+        title   = "Deploy outcomes (per 5 minutes)"
+        region  = var.region
+        view    = "timeSeries"
+        stacked = true
+        stat    = "Sum"
+        period  = 300
+        metrics = [
+          for o in local.outcomes : [local.ns, "Jobs", "QueueName", local.queue, "Outcome", o, { label = o }]
+        ]
+      }
+    },
+    {
+      type = "metric", x = 0, y = 12, width = 12, height = 6
+      properties = {
+        title  = "Build duration (ms)"
+        region = var.region
+        view   = "timeSeries"
+        period = 300
+        metrics = [
+          [local.ns, "StageDuration", "QueueName", local.queue, "Stage", "build", { stat = "p50", label = "build p50" }],
+          [local.ns, "StageDuration", "QueueName", local.queue, "Stage", "build", { stat = "p90", label = "build p90" }],
+          [local.ns, "StageDuration", "QueueName", local.queue, "Stage", "build", { stat = "Maximum", label = "build max" }],
+        ]
+      }
+    },
+    {
+      type = "metric", x = 12, y = 12, width = 12, height = 6
+      properties = {
+        title   = "Time per stage, p50 (ms)"
+        region  = var.region
+        view    = "timeSeries"
+        stacked = true
+        stat    = "p50"
+        period  = 300
+        metrics = [
+          for s in local.stages : [local.ns, "StageDuration", "QueueName", local.queue, "Stage", s, { label = s }]
+        ]
+      }
+    },
+    {
+      type = "metric", x = 0, y = 18, width = 12, height = 6
+      properties = {
+        title  = "Dead-letter queue and oldest message"
+        region = var.region
+        view   = "timeSeries"
+        stat   = "Maximum"
+        period = 60
+        metrics = [
+          ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", local.dlq, { label = "DLQ messages" }],
+          ["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", local.queue, { label = "oldest job (s)", yAxis = "right" }],
+        ]
+      }
+    },
+    {
+      type = "alarm", x = 12, y = 18, width = 12, height = 6
+      properties = {
+        title  = "Alarms"
+        alarms = [for a in aws_cloudwatch_metric_alarm.health : a.arn]
+      }
+    },
+  ]
+}
+
+resource "aws_cloudwatch_dashboard" "main" {
+  count          = var.enable_dashboard ? 1 : 0
+  dashboard_name = local.dashboard_name
+  dashboard_body = jsonencode({
+    start          = "-PT3H"
+    periodOverride = "inherit"
+    widgets        = local.dashboard_widgets
+  })
+}
+
+locals {
+  alarms = merge(
+    {
+      dlq-not-empty = {
+        description = "Messages in the dead-letter queue: uploads that failed ${var.max_receive_count} times. Read their status reports, fix, re-upload; then purge or redrive the DLQ."
+        namespace   = "AWS/SQS"
+        metric      = "ApproximateNumberOfMessagesVisible"
+        dimensions  = { QueueName = local.dlq }
+        stat        = "Maximum"
+        period      = 60
+        evaluations = 1
+        comparison  = "GreaterThanThreshold"
+        threshold   = 0
+        missing     = "notBreaching"
+      }
+      oldest-job-too-old = {
+        description = "A job has waited more than ${var.oldest_message_alarm_seconds} s: the fleet is not keeping up, or cannot start."
+        namespace   = "AWS/SQS"
+        metric      = "ApproximateAgeOfOldestMessage"
+        dimensions  = { QueueName = local.queue }
+        stat        = "Maximum"
+        period      = 60
+        evaluations = 3
+        comparison  = "GreaterThanThreshold"
+        threshold   = var.oldest_message_alarm_seconds
+        missing     = "notBreaching"
+      }
+      deploys-failing = {
+        description = "Uploads ended in outcome failed in the last 5 minutes. Their status reports under ${var.status_prefix} say why."
+        namespace   = local.ns
+        metric      = "Jobs"
+        dimensions  = { QueueName = local.queue, Outcome = "failed" }
+        stat        = "Sum"
+        period      = 300
+        evaluations = 1
+        comparison  = "GreaterThanThreshold"
+        threshold   = 0
+        missing     = "notBreaching"
+      }
+    },
+    var.publisher_enabled ? {
+      publisher-silent = {
+        description = "queue-metric-publisher has published no sample for 3 minutes: the worker group cannot scale."
+        namespace   = local.ns
+        metric      = "Visible"
+        dimensions  = { QueueName = local.queue }
+        stat        = "SampleCount"
+        period      = 60
+        evaluations = 3
+        comparison  = "LessThanThreshold"
+        threshold   = 1
+        missing     = "breaching"
+      }
+    } : {}
+  )
+}
+
+resource "aws_cloudwatch_metric_alarm" "health" {
+  for_each = var.enable_alarms ? local.alarms : {}
+
+  alarm_name          = "${var.name}-${each.key}"
+  alarm_description   = each.value.description
+  namespace           = each.value.namespace
+  metric_name         = each.value.metric
+  dimensions          = each.value.dimensions
+  statistic           = each.value.stat
+  period              = each.value.period
+  evaluation_periods  = each.value.evaluations
+  comparison_operator = each.value.comparison
+  threshold           = each.value.threshold
+  treat_missing_data  = each.value.missing
+  alarm_actions       = var.alarm_actions
+  ok_actions          = var.alarm_actions
+}
