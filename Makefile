@@ -9,6 +9,7 @@ test: setup
 
 setup:
 	dev/setup.sh
+	dev/build-image.sh
 
 lint:
 	cargo fmt --all -- --check

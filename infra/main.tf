@@ -32,6 +32,7 @@ locals {
 
   queue_name     = "${var.name}-jobs"
   dlq_name       = "${var.name}-jobs-dlq"
+  queue_arn      = "arn:${local.partition}:sqs:${var.region}:${local.account_id}:${local.queue_name}"
   worker_asg     = "${var.name}-workers"
   publisher_asg  = "${var.name}-publisher"
   dashboard_name = var.name

@@ -146,8 +146,7 @@ resource "aws_s3_bucket_notification" "uploads" {
   }
 
   # S3 sends a test event when the notification is put, and refuses the configuration if it cannot
-  # deliver it: the queue policy must be in place first.
-  depends_on = [aws_sqs_queue_policy.jobs]
+  # deliver it: the queue and its policy (set with the queue) must exist first, as they do.
 
   lifecycle {
     precondition {

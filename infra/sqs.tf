@@ -1,4 +1,4 @@
-# The job queue, its dead-letter queue, and a policy that lets only the upload bucket send.
+# The job queue, its dead-letter queue, and a queue policy that lets only the upload bucket send.
 
 resource "aws_sqs_queue" "dlq" {
   name                      = local.dlq_name
@@ -13,6 +13,10 @@ resource "aws_sqs_queue" "jobs" {
   message_retention_seconds  = var.message_retention_seconds
   sqs_managed_sse_enabled    = true
 
+  # Given here rather than as an aws_sqs_queue_policy: one resource, one wait for SQS to apply
+  # the attributes. The statement names the queue's ARN, which is built from its name (local).
+  policy = data.aws_iam_policy_document.jobs_queue.json
+
   redrive_policy = jsonencode({
     deadLetterTargetArn = aws_sqs_queue.dlq.arn
     maxReceiveCount     = var.max_receive_count
@@ -26,8 +30,10 @@ resource "aws_sqs_queue" "jobs" {
   }
 }
 
-# Only the job queue may use the DLQ.
+# Only the job queue may use the DLQ. (moto does not keep this attribute, so the emulator test
+# turns it off with enable_redrive_allow_policy = false.)
 resource "aws_sqs_queue_redrive_allow_policy" "dlq" {
+  count     = var.enable_redrive_allow_policy ? 1 : 0
   queue_url = aws_sqs_queue.dlq.id
 
   redrive_allow_policy = jsonencode({
@@ -41,7 +47,7 @@ data "aws_iam_policy_document" "jobs_queue" {
     sid       = "AllowUploadBucketOnly"
     effect    = "Allow"
     actions   = ["sqs:SendMessage"]
-    resources = [aws_sqs_queue.jobs.arn]
+    resources = [local.queue_arn]
     principals {
       type        = "Service"
       identifiers = ["s3.amazonaws.com"]
@@ -62,7 +68,7 @@ data "aws_iam_policy_document" "jobs_queue" {
     sid       = "DenyInsecureTransport"
     effect    = "Deny"
     actions   = ["sqs:*"]
-    resources = [aws_sqs_queue.jobs.arn]
+    resources = [local.queue_arn]
     principals {
       type        = "*"
       identifiers = ["*"]
@@ -73,9 +79,4 @@ data "aws_iam_policy_document" "jobs_queue" {
       values   = ["false"]
     }
   }
-}
-
-resource "aws_sqs_queue_policy" "jobs" {
-  queue_url = aws_sqs_queue.jobs.id
-  policy    = data.aws_iam_policy_document.jobs_queue.json
 }

@@ -153,6 +153,12 @@ variable "message_retention_seconds" {
   default     = 345600 # 4 days
 }
 
+variable "enable_redrive_allow_policy" {
+  description = "Allow only the job queue to use the DLQ as its dead-letter queue (SQS RedriveAllowPolicy). Off only for emulators that lack it."
+  type        = bool
+  default     = true
+}
+
 variable "dlq_retention_seconds" {
   description = "How long the dead-letter queue keeps a message."
   type        = number

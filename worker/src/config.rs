@@ -8,6 +8,24 @@ use auto_lambda_common::config::ConfigError;
 use auto_lambda_common::telemetry::LogFormat;
 
 use crate::artifact::Limits;
+use crate::build::BuildMode;
+use crate::manifest::SUPPORTED_RUNTIMES;
+
+fn parse_build_image(raw: &str) -> Result<(String, String), String> {
+    let (runtime, image) = raw
+        .split_once('=')
+        .ok_or_else(|| format!("`{raw}` is not RUNTIME=IMAGE"))?;
+    if !SUPPORTED_RUNTIMES.contains(&runtime) {
+        return Err(format!(
+            "`{runtime}` is not a supported runtime ({})",
+            SUPPORTED_RUNTIMES.join(", ")
+        ));
+    }
+    if image.is_empty() || image.contains(char::is_whitespace) {
+        return Err(format!("`{image}` is not an image reference"));
+    }
+    Ok((runtime.to_owned(), image.to_owned()))
+}
 
 /// Turns app zips uploaded to S3 into deployed AWS Lambda functions.
 ///
@@ -103,6 +121,71 @@ pub struct Config {
     #[arg(long, env = "AUTO_LAMBDA_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
 
+    /// How native dependencies are built: `docker` (in a build container; the default) or
+    /// `pip-platform` (prebuilt manylinux wheels fetched by pip on the host; Python only).
+    #[arg(
+        long,
+        env = "AUTO_LAMBDA_BUILD_MODE",
+        value_enum,
+        default_value = "docker"
+    )]
+    pub build_mode: BuildMode,
+
+    /// Build image for a runtime, as RUNTIME=IMAGE (repeat, or comma-separate in the env var).
+    /// Unlisted runtimes use public.ecr.aws/sam/build-<runtime>.
+    #[arg(long = "build-image", env = "AUTO_LAMBDA_BUILD_IMAGES", value_delimiter = ',', value_parser = parse_build_image)]
+    pub build_images: Vec<(String, String)>,
+
+    /// Wall-clock limit of one dependency build; the container is killed after it.
+    #[arg(long, env = "AUTO_LAMBDA_BUILD_TIMEOUT_SECS", default_value_t = 900)]
+    pub build_timeout_secs: u64,
+
+    /// Memory limit of a build container, in MiB (swap is not allowed on top).
+    #[arg(long, env = "AUTO_LAMBDA_BUILD_MEMORY_MB", default_value_t = 2048)]
+    pub build_memory_mb: i64,
+
+    /// CPU limit of a build container, in cores.
+    #[arg(long, env = "AUTO_LAMBDA_BUILD_CPUS", default_value_t = 2.0)]
+    pub build_cpus: f64,
+
+    /// Process limit of a build container.
+    #[arg(long, env = "AUTO_LAMBDA_BUILD_PIDS", default_value_t = 512)]
+    pub build_pids: i64,
+
+    /// Docker network for builds: `bridge` lets pip and npm reach their registries; `none`
+    /// builds offline (local requirements only, with the image's setuptools).
+    #[arg(long, env = "AUTO_LAMBDA_BUILD_NETWORK", default_value = "bridge")]
+    pub build_network: String,
+
+    /// CA bundle to trust inside build containers, for a TLS-intercepting proxy
+    /// (e.g. /etc/ssl/certs/ca-certificates.crt). Mounted read-only.
+    #[arg(long, env = "AUTO_LAMBDA_BUILD_CA_BUNDLE")]
+    pub build_ca_bundle: Option<PathBuf>,
+
+    /// Python whose pip fetches wheels in pip-platform mode.
+    #[arg(long, env = "AUTO_LAMBDA_BUILD_PYTHON", default_value = "python3")]
+    pub build_python: String,
+
+    /// After a container build, import the handler in the build image with the network off.
+    #[arg(long, env = "AUTO_LAMBDA_SMOKE_TEST", default_value_t = true, action = clap::ArgAction::Set)]
+    pub smoke_test: bool,
+
+    /// Local dependency cache directory. Default: auto-lambda-cache in the system temp directory.
+    #[arg(long, env = "AUTO_LAMBDA_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Size bound of the local dependency cache, in bytes; least recently used entries go first.
+    #[arg(long, env = "AUTO_LAMBDA_CACHE_MAX_BYTES", default_value_t = 5 << 30)]
+    pub cache_max_bytes: u64,
+
+    /// Bucket of the shared dependency cache, so new instances start warm. Off when unset.
+    #[arg(long, env = "AUTO_LAMBDA_CACHE_BUCKET")]
+    pub cache_bucket: Option<String>,
+
+    /// Key prefix of the shared dependency cache.
+    #[arg(long, env = "AUTO_LAMBDA_CACHE_PREFIX", default_value = "cache/")]
+    pub cache_prefix: String,
+
     /// Log format: text for people, json for CloudWatch Logs.
     #[arg(
         long,
@@ -177,6 +260,24 @@ impl Config {
         {
             return Err(ConfigError::new("--max-*", "limits must be greater than 0"));
         }
+        if let Some(ca) = &self.build_ca_bundle {
+            if !ca.is_file() {
+                return Err(ConfigError::new(
+                    "--build-ca-bundle / AUTO_LAMBDA_BUILD_CA_BUNDLE",
+                    format!("`{}` is not a file", ca.display()),
+                ));
+            }
+        }
+        if !(self.build_cpus > 0.0)
+            || self.build_memory_mb < 64
+            || self.build_pids < 16
+            || self.build_timeout_secs == 0
+        {
+            return Err(ConfigError::new(
+                "--build-cpus / --build-memory-mb / --build-pids / --build-timeout-secs",
+                "cpus must be > 0, memory >= 64 MiB, pids >= 16, timeout > 0",
+            ));
+        }
         if let Some(dir) = &self.work_dir {
             if !dir.is_dir() {
                 return Err(ConfigError::new(
@@ -192,6 +293,31 @@ impl Config {
     pub fn concurrency(&self) -> usize {
         self.concurrency
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+    }
+
+    /// Build settings for [`crate::build::Builder`].
+    pub fn build_settings(&self) -> crate::build::Settings {
+        crate::build::Settings {
+            mode: self.build_mode,
+            images: self.build_images.iter().cloned().collect(),
+            limits: crate::build::container::Limits {
+                memory_bytes: self.build_memory_mb << 20,
+                nano_cpus: (self.build_cpus * 1e9) as i64,
+                pids: self.build_pids,
+                timeout: std::time::Duration::from_secs(self.build_timeout_secs),
+                network: self.build_network.clone(),
+                ca_bundle: self.build_ca_bundle.clone(),
+            },
+            host_python: self.build_python.clone(),
+            smoke_test: self.smoke_test,
+        }
+    }
+
+    /// The local dependency cache directory.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.cache_dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join("auto-lambda-cache"))
     }
 
     pub fn limits(&self) -> Limits {

@@ -14,6 +14,8 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 
 use crate::artifact::ArtifactError;
+use crate::build::container::ContainerError;
+use crate::build::BuildError;
 use crate::deploy::DeployError;
 use crate::event::EventError;
 use crate::manifest::ManifestError;
@@ -35,6 +37,8 @@ pub enum JobError {
     Artifact(#[from] ArtifactError),
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Build(#[from] BuildError),
     #[error(transparent)]
     Package(#[from] PackageError),
     #[error(transparent)]
@@ -67,14 +71,38 @@ impl JobError {
                 ArtifactError::Write { source, .. } => io(source),
                 _ => Permanent,
             },
-            JobError::Package(e) => match e {
-                PackageError::Read { source, .. } | PackageError::Write(source) => io(source),
-                PackageError::Zip(zip::result::ZipError::Io(source)) => io(source),
-                PackageError::Zip(_) | PackageError::NotUtf8(_) => Permanent,
+            JobError::Build(e) => match e {
+                // The engine or the image registry is unavailable: an operator's problem, not the upload's.
+                BuildError::Container(
+                    ContainerError::Engine(_)
+                    | ContainerError::Image { .. }
+                    | ContainerError::Run(_),
+                ) => Transient,
+                BuildError::Container(
+                    ContainerError::Failed { .. } | ContainerError::TimedOut(..),
+                ) => Permanent,
+                BuildError::PipSpawn { .. } => Transient,
+                BuildError::Io(source) => io(source),
+                BuildError::Package(e) => package(e),
+                BuildError::SmokeTest { .. }
+                | BuildError::Architecture { .. }
+                | BuildError::NoLockFile
+                | BuildError::Unsupported(_)
+                | BuildError::Pip { .. }
+                | BuildError::PipTimedOut(_) => Permanent,
             },
+            JobError::Package(e) => package(e),
             JobError::Deploy(e) => deploy(e),
             JobError::WorkDir(source) => io(source),
             JobError::Interrupted => Transient,
+        }
+    }
+
+    /// The dependency build's output tail, when the failure came from a build.
+    pub fn build_log_tail(&self) -> Option<&str> {
+        match self {
+            JobError::Build(e) => e.log_tail(),
+            _ => None,
         }
     }
 
@@ -87,6 +115,14 @@ impl JobError {
             }
             _ => false,
         }
+    }
+}
+
+fn package(e: &PackageError) -> Class {
+    match e {
+        PackageError::Read { source, .. } | PackageError::Write(source) => io(source),
+        PackageError::Zip(zip::result::ZipError::Io(source)) => io(source),
+        PackageError::Zip(_) | PackageError::NotUtf8(_) => Class::Permanent,
     }
 }
 

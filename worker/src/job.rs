@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::artifact;
+use crate::build::{cache::Hit, Builder};
 use crate::coalesce::InHand;
 use crate::config::Config;
 use crate::deploy::{self, Change, FunctionState};
@@ -33,6 +34,7 @@ pub struct Context {
     pub queue: Queue,
     pub config: Arc<Config>,
     pub in_hand: Arc<InHand>,
+    pub builder: Arc<Builder>,
 }
 
 /// What to do with a message once its job is over.
@@ -114,6 +116,9 @@ struct Done {
     arn: Option<String>,
     version: Option<String>,
     note: Option<String>,
+    /// `built`, `cache-local` or `cache-shared`, when the app has dependencies.
+    dependencies: Option<&'static str>,
+    build_log: Option<String>,
 }
 
 #[tracing::instrument(skip_all, fields(key = %object.key))]
@@ -135,6 +140,7 @@ async fn work_object(ctx: &Context, message: &Received, object: &ObjectCreated) 
         error_class: None,
         will_retry: false,
         build_log_tail: None,
+        dependencies: None,
         message_id: message.message_id.clone(),
         attempt: message.receive_count,
         finished_at: String::new(),
@@ -150,6 +156,8 @@ async fn work_object(ctx: &Context, message: &Received, object: &ObjectCreated) 
             report.code_sha256 = Some(done.package.code_sha256.clone());
             report.package_bytes = Some(done.package.size);
             report.error = done.note;
+            report.dependencies = done.dependencies;
+            report.build_log_tail = done.build_log;
             tracing::info!(function = %done.spec.name, outcome = done.outcome.as_str(), version = ?report.version, code_sha256 = %done.package.code_sha256, "Job done.");
         }
         Err(err) if err.is_superseded() => {
@@ -162,6 +170,7 @@ async fn work_object(ctx: &Context, message: &Received, object: &ObjectCreated) 
         Err(err) => {
             let class = err.class();
             report.error = Some(err.to_string());
+            report.build_log_tail = err.build_log_tail().map(str::to_owned);
             report.error_class = Some(match class {
                 Class::Permanent => "permanent",
                 Class::Transient => "transient",
@@ -238,17 +247,32 @@ async fn run_stages(
         &default_name(&object.key),
         &config.function_prefix,
     )?;
-    timings.0.insert("build", 0); // no native dependencies to build yet
+    let deps = timings
+        .time("build", ctx.builder.build(&app, &spec, work.path()))
+        .await?;
 
     let out = work.path().join("package.zip");
     let app_c = app.clone();
+    let deps_zip = deps.as_ref().map(|d| d.zip.clone());
     let package = timings
-        .time("package", blocking(move || package::build(&app_c, &out)))
+        .time(
+            "package",
+            blocking(move || package::build_with_deps(&app_c, deps_zip.as_deref(), &out)),
+        )
         .await??;
 
-    timings
+    let mut done = timings
         .time("deploy", deploy_if_newer(ctx, object, spec, package))
-        .await
+        .await?;
+    if let Some(deps) = deps {
+        done.dependencies = Some(match deps.hit {
+            None => "built",
+            Some(Hit::Local) => "cache-local",
+            Some(Hit::Shared) => "cache-shared",
+        });
+        done.build_log = Some(deps.log_tail).filter(|l| !l.is_empty());
+    }
+    Ok(done)
 }
 
 /// Deploys unless the function already runs a newer upload of the same key.
@@ -272,6 +296,8 @@ async fn deploy_if_newer(
             note: Some(note),
             spec,
             package,
+            dependencies: None,
+            build_log: None,
         });
     }
     let current = deploy::describe(&ctx.lambda, &spec).await?;
@@ -284,6 +310,8 @@ async fn deploy_if_newer(
                 note: Some(note),
                 spec,
                 package,
+                dependencies: None,
+                build_log: None,
             });
         }
     }
@@ -321,6 +349,8 @@ async fn deploy_if_newer(
         note: None,
         spec,
         package,
+        dependencies: None,
+        build_log: None,
     })
 }
 

@@ -5,12 +5,13 @@
 //! period and hands back the messages of those that cannot.
 //!
 //! Where things happen: [`event`] parses notifications, [`queue`] talks to SQS, [`artifact`]
-//! fetches and unpacks uploads, [`coalesce`] deploys only the newest upload in hand per function, [`manifest`] reads `lambda.toml`, [`package`] writes the
+//! fetches and unpacks uploads, [`build`] builds native dependencies in containers and caches them, [`coalesce`] deploys only the newest upload in hand per function, [`manifest`] reads `lambda.toml`, [`package`] writes the
 //! deployment zip, [`deploy`] talks to Lambda, [`report`] writes status reports, [`error`]
 //! classifies failures and [`metrics`] counts what happened.
 #![forbid(unsafe_code)]
 
 pub mod artifact;
+pub mod build;
 pub mod coalesce;
 pub mod config;
 pub mod deploy;
@@ -96,6 +97,28 @@ pub async fn preflight(config: &Config, clients: &Clients) -> Result<(), StartEr
 /// Runs the worker until `shutdown` is cancelled, then drains. Returns once every job has
 /// finished or been handed back.
 pub async fn run(config: Config, clients: Clients, shutdown: CancellationToken) {
+    let shared_cache = config
+        .cache_bucket
+        .as_ref()
+        .map(|bucket| build::cache::Shared {
+            s3: clients.s3.clone(),
+            bucket: bucket.clone(),
+            prefix: config.cache_prefix.clone(),
+        });
+    let cache = match build::cache::Cache::new(
+        config.cache_dir(),
+        config.cache_max_bytes,
+        shared_cache,
+    ) {
+        Ok(cache) => cache,
+        Err(err) => {
+            // Checked at start-up by `Config::validate`; only a race can get here.
+            tracing::error!(error = %err, dir = %config.cache_dir().display(), "Cannot create the dependency cache directory.");
+            return;
+        }
+    };
+    let builder = build::Builder::new(config.build_settings(), cache);
+    builder.prepare().await;
     let config = Arc::new(config);
     let ctx = Context {
         s3: clients.s3.clone(),
@@ -103,6 +126,7 @@ pub async fn run(config: Config, clients: Clients, shutdown: CancellationToken) 
         queue: Queue::new(clients.sqs.clone(), config.queue_url.clone()),
         config: config.clone(),
         in_hand: Default::default(),
+        builder: Arc::new(builder),
     };
     let concurrency = config.concurrency();
     let permits = Arc::new(Semaphore::new(concurrency));
@@ -172,6 +196,7 @@ pub async fn run(config: Config, clients: Clients, shutdown: CancellationToken) 
         hard_stop.cancel();
         tracker.wait().await;
     }
+    ctx.builder.shutdown().await;
     tracing::info!("Worker stopped.");
 }
 

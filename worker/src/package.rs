@@ -3,6 +3,10 @@
 //! Entries are sorted by path, every timestamp is 1980-01-01 00:00, permissions are normalised
 //! (0755 for executables and `bootstrap`, 0644 for everything else), directories are implied
 //! by file paths, and symlinks stay symlinks. Nothing from the build host leaks in.
+//!
+//! Built dependencies arrive as a zip written by this same function; their entries are copied
+//! into the package raw, without being inflated and deflated again, merged in name order with
+//! the app's own files. Where both have a file of the same name, the built dependency's is kept.
 
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -44,13 +48,53 @@ pub enum PackageError {
 
 #[derive(Debug)]
 enum Kind {
-    File { executable: bool },
+    File {
+        executable: bool,
+    },
     Symlink(String),
+    /// Entry `n` of the dependency zip, copied without recompressing.
+    Raw(usize),
 }
 
 /// Zips the tree under `root` into `out`.
 pub fn build(root: &Path, out: &Path) -> Result<Package, PackageError> {
-    let entries = collect(root)?;
+    build_with_deps(root, None, out)
+}
+
+/// Zips the tree under `root`, merged with the entries of the dependency zip `deps`, into `out`.
+pub fn build_with_deps(
+    root: &Path,
+    deps: Option<&Path>,
+    out: &Path,
+) -> Result<Package, PackageError> {
+    let mut entries = collect(root)?;
+    let mut deps_archive = match deps {
+        Some(path) => {
+            let file = std::fs::File::open(path).map_err(|source| PackageError::Read {
+                path: path.display().to_string(),
+                source,
+            })?;
+            Some(zip::ZipArchive::new(std::io::BufReader::new(file))?)
+        }
+        None => None,
+    };
+    if let Some(archive) = &mut deps_archive {
+        let mut dep_names = std::collections::BTreeMap::new();
+        for i in 0..archive.len() {
+            let entry = archive.by_index_raw(i)?;
+            let name = std::str::from_utf8(entry.name_raw()).map_err(|_| {
+                PackageError::NotUtf8(String::from_utf8_lossy(entry.name_raw()).into_owned())
+            })?;
+            dep_names.insert(name.to_owned(), i);
+        }
+        entries.retain(|(name, _, _)| !dep_names.contains_key(name));
+        entries.extend(
+            dep_names
+                .into_iter()
+                .map(|(name, i)| (name, PathBuf::new(), Kind::Raw(i))),
+        );
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+    }
     let file = std::fs::File::create(out).map_err(PackageError::Write)?;
     let mut zip = ZipWriter::new(std::io::BufWriter::new(file));
     let base = SimpleFileOptions::default()
@@ -60,6 +104,12 @@ pub fn build(root: &Path, out: &Path) -> Result<Package, PackageError> {
     let mut buf = vec![0u8; 256 * 1024];
     for (name, path, kind) in &entries {
         match kind {
+            Kind::Raw(index) => {
+                let archive = deps_archive
+                    .as_mut()
+                    .expect("raw entries come from the deps archive");
+                zip.raw_copy_file(archive.by_index_raw(*index)?)?;
+            }
             Kind::Symlink(target) => {
                 zip.add_symlink(name.as_str(), target.as_str(), base.unix_permissions(0o777))?
             }
@@ -224,6 +274,53 @@ mod tests {
             zip.by_name("app.py").unwrap().unix_mode().unwrap() & 0o777,
             0o644
         );
+    }
+
+    #[test]
+    fn deps_are_copied_raw_and_merged_in_order() {
+        let deps_tree = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(deps_tree.path().join("six-1.0.dist-info")).unwrap();
+        std::fs::write(deps_tree.path().join("six.py"), "x = 1\n".repeat(100)).unwrap();
+        std::fs::write(
+            deps_tree.path().join("six-1.0.dist-info/RECORD"),
+            "six.py\n",
+        )
+        .unwrap();
+        std::fs::write(deps_tree.path().join("app.py"), "from deps\n").unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let deps = build(deps_tree.path(), &out.path().join("deps.zip")).unwrap();
+
+        let app = tree();
+        let p = build_with_deps(app.path(), Some(&deps.path), &out.path().join("p.zip")).unwrap();
+        let mut zip = zip::ZipArchive::new(std::fs::File::open(&p.path).unwrap()).unwrap();
+        let names: Vec<String> = (0..zip.len())
+            .map(|i| zip.by_index(i).unwrap().name().unwrap().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "app.py",
+                "bootstrap",
+                "pkg/a.py",
+                "pkg/sub/z.py",
+                "six-1.0.dist-info/RECORD",
+                "six.py"
+            ]
+        );
+        let mut app_py = String::new();
+        zip.by_name("app.py")
+            .unwrap()
+            .read_to_string(&mut app_py)
+            .unwrap();
+        assert_eq!(
+            app_py, "from deps\n",
+            "the built dependency wins a name clash"
+        );
+
+        // Same inputs, same bytes: a warm build equals a cold one.
+        let again =
+            build_with_deps(app.path(), Some(&deps.path), &out.path().join("q.zip")).unwrap();
+        assert_eq!(p.code_sha256, again.code_sha256);
     }
 
     #[test]

@@ -82,6 +82,8 @@ pub struct StatusReport {
     pub will_retry: bool,
     /// Last lines of the dependency build's output, when a build ran.
     pub build_log_tail: Option<String>,
+    /// Where the native dependencies came from: `built`, `cache-local`, `cache-shared`.
+    pub dependencies: Option<&'static str>,
     pub message_id: String,
     pub attempt: u32,
     pub finished_at: String,

@@ -444,3 +444,59 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The local build image the tests use; made by dev/build-image.sh (which `make test` runs).
+pub fn test_build_image() -> String {
+    let image = std::env::var("AUTO_LAMBDA_BUILD_IMAGE")
+        .unwrap_or_else(|_| "auto-lambda/build-python:test".into());
+    let ok = Command::new("docker")
+        .args(["image", "inspect", &image])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "build image {image} is missing: run `make test` (or dev/build-image.sh) first"
+    );
+    image
+}
+
+/// Build containers of the worker process `pid` still present (running or not), found by
+/// the owner label the worker puts on them.
+pub fn build_containers_left(pid: u32) -> usize {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let filter = format!("label=auto-lambda.owner={}/{pid}", host.trim());
+    let out = Command::new("docker")
+        .args(["ps", "-aq", "--filter", &filter])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+/// Every file under `dir`, as (relative name, content), sorted.
+pub fn dir_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let entry = entry.unwrap();
+        if entry.file_type().is_file() {
+            let name = entry
+                .path()
+                .strip_prefix(dir)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            out.push((name, std::fs::read(entry.path()).unwrap()));
+        }
+    }
+    out
+}
+
+/// A zip of owned `(name, content)` pairs.
+pub fn zip_owned(files: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(n, c)| (n.as_str(), c.as_slice()))
+        .collect();
+    zip_of(&refs)
+}

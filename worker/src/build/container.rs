@@ -1,0 +1,421 @@
+//! Running a build step in a locked-down container through the Docker Engine API.
+//!
+//! Every container runs as a non-root user with all capabilities dropped, no privilege
+//! escalation, a read-only root filesystem with a private `/tmp`, pids/memory/CPU limits, the
+//! network the operator configured (`none` keeps it off the network entirely; on EC2 the
+//! launch template's IMDSv2 hop limit of 1 keeps even a bridged container away from the
+//! instance metadata service), the app mounted read-only at `/src` and one writable output
+//! directory at `/out`. A wall-clock timeout kills it. It is removed on every path, including
+//! when the job is cancelled, and containers left by a worker that was killed are removed when
+//! the next worker starts.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, KillContainerOptions, ListContainersOptions,
+    LogsOptions, RemoveContainerOptions, StartContainerOptions, WaitContainerOptions,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+
+/// Label on every build container: which worker process owns it, as `<hostname>/<pid>`.
+pub const OWNER_LABEL: &str = "auto-lambda.owner";
+
+/// How many bytes of a container's output are kept for the status report.
+const LOG_TAIL_BYTES: usize = 16 * 1024;
+
+/// Limits applied to every build container.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub memory_bytes: i64,
+    pub nano_cpus: i64,
+    pub pids: i64,
+    pub timeout: Duration,
+    /// Docker network mode: `none`, `bridge`, or a user-defined network.
+    pub network: String,
+    /// CA bundle mounted into the container for TLS-intercepting proxies.
+    pub ca_bundle: Option<PathBuf>,
+}
+
+/// Why a container step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error("cannot reach the Docker Engine: {0}")]
+    Engine(#[source] bollard::errors::Error),
+    #[error("build image {image} is not available: {source}")]
+    Image {
+        image: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    #[error("the build container failed to run: {0}")]
+    Run(#[source] bollard::errors::Error),
+    #[error("the build exited with status {code}")]
+    Failed { code: i64, log_tail: String },
+    #[error("the build did not finish within {0:?} and was killed")]
+    TimedOut(Duration, String),
+}
+
+impl ContainerError {
+    /// The container's output tail, where there was one.
+    pub fn log_tail(&self) -> Option<&str> {
+        match self {
+            ContainerError::Failed { log_tail, .. } | ContainerError::TimedOut(_, log_tail) => {
+                Some(log_tail)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// One container run.
+#[derive(Debug)]
+pub struct Step<'a> {
+    pub image: &'a str,
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    /// Mounted read-only at `/src`.
+    pub src: &'a Path,
+    /// Mounted at `/out`; read-only when `out_read_only`.
+    pub out: &'a Path,
+    pub out_read_only: bool,
+    /// Overrides the configured network (the smoke test always runs with `none`).
+    pub network: Option<&'a str>,
+}
+
+/// A Docker Engine connection with the sandbox settings.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    docker: Docker,
+    limits: Limits,
+    owner: String,
+    /// Containers this process has created and not yet removed.
+    live: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Sandbox {
+    /// Connects to the local engine (DOCKER_HOST or the Unix socket) and negotiates the API
+    /// version, so that an older engine is spoken to in its own version.
+    pub async fn connect(limits: Limits) -> Result<Self, ContainerError> {
+        let docker = Docker::connect_with_local_defaults().map_err(ContainerError::Engine)?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(ContainerError::Engine)?;
+        docker.ping().await.map_err(ContainerError::Engine)?;
+        Ok(Self {
+            docker,
+            limits,
+            owner: owner_id(),
+            live: Arc::default(),
+        })
+    }
+
+    /// The image's content id, pulling it first if it is not present.
+    pub async fn image_id(&self, image: &str) -> Result<String, ContainerError> {
+        match self.docker.inspect_image(image).await {
+            Ok(info) => return Ok(info.id.unwrap_or_default()),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {}
+            Err(source) => {
+                return Err(ContainerError::Image {
+                    image: image.to_owned(),
+                    source,
+                })
+            }
+        }
+        tracing::info!(%image, "Pulling build image.");
+        let options = CreateImageOptions {
+            from_image: Some(image.to_owned()),
+            ..Default::default()
+        };
+        let mut pull = self.docker.create_image(Some(options), None, None);
+        while let Some(progress) = pull.next().await {
+            progress.map_err(|source| ContainerError::Image {
+                image: image.to_owned(),
+                source,
+            })?;
+        }
+        let info =
+            self.docker
+                .inspect_image(image)
+                .await
+                .map_err(|source| ContainerError::Image {
+                    image: image.to_owned(),
+                    source,
+                })?;
+        Ok(info.id.unwrap_or_default())
+    }
+
+    /// Runs one step to completion and returns the tail of its output.
+    pub async fn run(&self, step: Step<'_>) -> Result<String, ContainerError> {
+        let user = container_user(step.out);
+        let mut binds = vec![
+            format!("{}:/src:ro", step.src.display()),
+            format!(
+                "{}:/out:{}",
+                step.out.display(),
+                if step.out_read_only { "ro" } else { "rw" }
+            ),
+        ];
+        let mut env = step.env;
+        env.extend([
+            "HOME=/tmp".to_owned(),
+            "PIP_NO_CACHE_DIR=1".to_owned(),
+            "PIP_DISABLE_PIP_VERSION_CHECK=1".to_owned(),
+        ]);
+        if let Some(ca) = &self.limits.ca_bundle {
+            binds.push(format!("{}:/etc/auto-lambda/ca.pem:ro", ca.display()));
+            for var in [
+                "PIP_CERT",
+                "SSL_CERT_FILE",
+                "REQUESTS_CA_BUNDLE",
+                "NODE_EXTRA_CA_CERTS",
+            ] {
+                env.push(format!("{var}=/etc/auto-lambda/ca.pem"));
+            }
+        }
+        let host = HostConfig {
+            binds: Some(binds),
+            tmpfs: Some(HashMap::from([(
+                "/tmp".to_owned(),
+                "rw,exec,nosuid,size=1g".to_owned(),
+            )])),
+            cap_drop: Some(vec!["ALL".to_owned()]),
+            security_opt: Some(vec!["no-new-privileges".to_owned()]),
+            pids_limit: Some(self.limits.pids),
+            memory: Some(self.limits.memory_bytes),
+            memory_swap: Some(self.limits.memory_bytes),
+            nano_cpus: Some(self.limits.nano_cpus),
+            readonly_rootfs: Some(true),
+            network_mode: Some(step.network.unwrap_or(&self.limits.network).to_owned()),
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(step.image.to_owned()),
+            cmd: Some(step.cmd),
+            env: Some(env),
+            user: Some(user),
+            working_dir: Some("/tmp".to_owned()),
+            labels: Some(HashMap::from([(
+                OWNER_LABEL.to_owned(),
+                self.owner.clone(),
+            )])),
+            host_config: Some(host),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_container(None::<CreateContainerOptions>, body)
+            .await
+            .map_err(ContainerError::Run)?;
+        self.live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(created.id.clone());
+        // Removes the container however this function ends, cancellation included.
+        let guard = RemoveOnDrop {
+            docker: self.docker.clone(),
+            id: Some(created.id.clone()),
+            live: self.live.clone(),
+        };
+        let result = self.start_and_wait(&created.id).await;
+        guard.remove().await;
+        result
+    }
+
+    async fn start_and_wait(&self, id: &str) -> Result<String, ContainerError> {
+        self.docker
+            .start_container(id, None::<StartContainerOptions>)
+            .await
+            .map_err(ContainerError::Run)?;
+        let mut wait = self.docker.wait_container(id, None::<WaitContainerOptions>);
+        let waited = tokio::time::timeout(self.limits.timeout, wait.next()).await;
+        let code = match waited {
+            Err(_) => {
+                let _ = self
+                    .docker
+                    .kill_container(
+                        id,
+                        Some(KillContainerOptions {
+                            signal: "KILL".into(),
+                        }),
+                    )
+                    .await;
+                return Err(ContainerError::TimedOut(
+                    self.limits.timeout,
+                    self.log_tail(id).await,
+                ));
+            }
+            Ok(Some(Ok(status))) => status.status_code,
+            // bollard reports a non-zero exit as an error carrying the code.
+            Ok(Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. }))) => code,
+            Ok(Some(Err(e))) => return Err(ContainerError::Run(e)),
+            Ok(None) => {
+                return Err(ContainerError::Run(
+                    bollard::errors::Error::DockerStreamError {
+                        error: "wait stream ended".into(),
+                    },
+                ))
+            }
+        };
+        let log_tail = self.log_tail(id).await;
+        if code == 0 {
+            Ok(log_tail)
+        } else {
+            Err(ContainerError::Failed { code, log_tail })
+        }
+    }
+
+    async fn log_tail(&self, id: &str) -> String {
+        let options = LogsOptions {
+            stdout: true,
+            stderr: true,
+            tail: "200".into(),
+            ..Default::default()
+        };
+        let mut logs = self.docker.logs(id, Some(options));
+        let mut out = Vec::new();
+        while let Some(Ok(chunk)) = logs.next().await {
+            out.extend_from_slice(chunk.as_ref());
+        }
+        let start = out.len().saturating_sub(LOG_TAIL_BYTES);
+        String::from_utf8_lossy(&out[start..]).into_owned()
+    }
+
+    /// Removes every container this process still has, e.g. of jobs cut off at shutdown.
+    pub async fn remove_all(&self) {
+        let ids: Vec<String> = self
+            .live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect();
+        for id in ids {
+            remove(&self.docker, &self.live, &id).await;
+        }
+    }
+
+    /// Removes build containers left behind by worker processes on this host that no longer
+    /// exist (a SIGKILL leaves its container running). Returns how many were removed.
+    pub async fn reap_orphans(&self) -> usize {
+        let host = self
+            .owner
+            .rsplit_once('/')
+            .map_or("", |(h, _)| h)
+            .to_owned();
+        let filters = HashMap::from([("label".to_owned(), vec![OWNER_LABEL.to_owned()])]);
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let Ok(containers) = self.docker.list_containers(Some(options)).await else {
+            return 0;
+        };
+        let mut removed = 0;
+        for c in containers {
+            let owner = c
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(OWNER_LABEL))
+                .cloned()
+                .unwrap_or_default();
+            let Some((owner_host, pid)) = owner.rsplit_once('/') else {
+                continue;
+            };
+            let alive = Path::new("/proc").join(pid).exists();
+            if owner_host == host && owner != self.owner && !alive {
+                if let Some(id) = c.id {
+                    let options = RemoveContainerOptions {
+                        force: true,
+                        v: true,
+                        ..Default::default()
+                    };
+                    if self
+                        .docker
+                        .remove_container(&id, Some(options))
+                        .await
+                        .is_ok()
+                    {
+                        removed += 1;
+                    }
+                }
+            }
+        }
+        removed
+    }
+}
+
+/// Force-removes a container when dropped, unless [`RemoveOnDrop::remove`] already did.
+/// If the job is cancelled mid-run, the removal is spawned; [`Sandbox::remove_all`] at
+/// shutdown catches any that the runtime did not get to.
+struct RemoveOnDrop {
+    docker: Docker,
+    id: Option<String>,
+    live: Arc<Mutex<HashSet<String>>>,
+}
+
+impl RemoveOnDrop {
+    async fn remove(mut self) {
+        if let Some(id) = self.id.take() {
+            remove(&self.docker, &self.live, &id).await;
+        }
+    }
+}
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            let (docker, live) = (self.docker.clone(), self.live.clone());
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(async move { remove(&docker, &live, &id).await });
+            }
+        }
+    }
+}
+
+async fn remove(docker: &Docker, live: &Mutex<HashSet<String>>, id: &str) {
+    let options = RemoveContainerOptions {
+        force: true,
+        v: true,
+        ..Default::default()
+    };
+    match docker.remove_container(id, Some(options)).await {
+        Ok(())
+        | Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => {
+            live.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(id);
+        }
+        Err(err) => tracing::warn!(container = %id, error = %err, "Cannot remove build container."),
+    }
+}
+
+/// `<hostname>/<pid>` of this process.
+fn owner_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}/{}", host.trim(), std::process::id())
+}
+
+/// The user the container runs as: the owner of the output directory (the worker's own
+/// service user), so that what the build writes belongs to the worker. If the worker runs as
+/// root, the build still does not: it runs as `nobody`, with the output directory opened to it.
+fn container_user(out: &Path) -> String {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    match std::fs::metadata(out) {
+        Ok(meta) if meta.uid() != 0 => format!("{}:{}", meta.uid(), meta.gid()),
+        _ => {
+            let _ = std::fs::set_permissions(out, std::fs::Permissions::from_mode(0o777));
+            "65534:65534".to_owned()
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! Native dependencies built in a real build container (the local Debian-based test image,
+//! made by dev/build-image.sh), through the real binary against moto.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+
+const T: Duration = Duration::from_secs(180);
+
+fn build_args() -> Vec<String> {
+    vec![
+        "--build-image".into(),
+        format!("python3.12={}", test_build_image()),
+        "--build-network".into(),
+        "none".into(),
+        "--concurrency".into(),
+        "1".into(),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_extension_is_compiled_imported_and_cached() {
+    let moto = Moto::start();
+    let stack = moto.bootstrap("native", false);
+    let aws = Aws::new(&stack.endpoint).await;
+    let cache = tempfile::tempdir().unwrap();
+    let mut args = build_args();
+    args.extend(["--cache-dir".into(), cache.path().display().to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let worker = Worker::spawn(&stack, &args);
+
+    let mut files = dir_files(&repo_root().join("examples/python-native"));
+    let key = "apps/native.zip";
+    let id = aws.upload(&stack, key, zip_owned(&files)).await;
+    let cold = aws.wait_report(&stack, key, &id, T).await;
+    assert_eq!(cold["outcome"], "deployed", "{cold:#}");
+    assert_eq!(cold["dependencies"], "built");
+    assert!(
+        cold["build_log_tail"]
+            .as_str()
+            .unwrap()
+            .contains("Successfully installed fastsum"),
+        "{cold:#}"
+    );
+    let deps = cached_deps(cache.path());
+    let names = zip_names(&deps);
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("fastsum") && n.ends_with(".so")),
+        "the compiled extension was built: {names:?}"
+    );
+    // Lambda runs exactly the app plus those built dependencies.
+    assert_eq!(
+        aws.code_sha256("native").await,
+        expected_sha_with_deps(&files, &deps)
+    );
+
+    // A code-only change: the dependencies come from the cache, no container runs.
+    for (name, content) in &mut files {
+        if name == "app.py" {
+            content.extend_from_slice(b"\n# v2\n");
+        }
+    }
+    let id2 = aws.upload(&stack, key, zip_owned(&files)).await;
+    let warm = aws.wait_report(&stack, key, &id2, T).await;
+    assert_eq!(warm["outcome"], "deployed", "{warm:#}");
+    assert_eq!(warm["dependencies"], "cache-local");
+    let (cold_ms, warm_ms) = (
+        cold["timings_ms"]["build"].as_u64().unwrap(),
+        warm["timings_ms"]["build"].as_u64().unwrap(),
+    );
+    assert!(
+        warm_ms < cold_ms,
+        "warm build {warm_ms} ms should beat cold {cold_ms} ms"
+    );
+    assert_eq!(cached_deps(cache.path()), deps, "no new build");
+    assert_eq!(
+        aws.code_sha256("native").await,
+        expected_sha_with_deps(&files, &deps),
+        "the cached entries went into the new package"
+    );
+    assert_eq!(
+        build_containers_left(worker.child.id()),
+        0,
+        "every build container was removed"
+    );
+    drop(worker);
+}
+
+/// The one dependency zip in the local cache.
+fn cached_deps(dir: &std::path::Path) -> std::path::PathBuf {
+    let zips: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "zip"))
+        .collect();
+    assert_eq!(zips.len(), 1, "{zips:?}");
+    zips[0].clone()
+}
+
+fn zip_names(path: &std::path::Path) -> Vec<String> {
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
+    (0..zip.len())
+        .map(|i| zip.by_index(i).unwrap().name().unwrap().into_owned())
+        .collect()
+}
+
+/// The CodeSha256 of the app's files merged with a dependency zip, built here independently.
+fn expected_sha_with_deps(files: &[(String, Vec<u8>)], deps: &std::path::Path) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, content) in files {
+        let p = dir.path().join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+    let out = tempfile::tempdir().unwrap();
+    auto_lambda_worker::package::build_with_deps(dir.path(), Some(deps), &out.path().join("p.zip"))
+        .unwrap()
+        .code_sha256
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_builds_are_permanent_failures_with_the_log() {
+    let moto = Moto::start();
+    let stack = moto.bootstrap("broken", false);
+    let aws = Aws::new(&stack.endpoint).await;
+    let cache = tempfile::tempdir().unwrap();
+    let mut args = build_args();
+    args.extend(["--cache-dir".into(), cache.path().display().to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let worker = Worker::spawn(&stack, &args);
+
+    // A C file that does not compile.
+    let mut bad_c = dir_files(&repo_root().join("examples/python-native"));
+    for (name, content) in &mut bad_c {
+        if name.ends_with("fastsum.c") {
+            content.extend_from_slice(b"\nthis is not C;\n");
+        }
+    }
+    let id = aws.upload(&stack, "apps/badc.zip", zip_owned(&bad_c)).await;
+    let r = aws.wait_report(&stack, "apps/badc.zip", &id, T).await;
+    assert_eq!(r["outcome"], "failed", "{r:#}");
+    assert_eq!(r["error_class"], "permanent");
+    assert!(
+        r["build_log_tail"].as_str().unwrap().contains("error"),
+        "the compiler's error is in the report: {r:#}"
+    );
+
+    // Builds, but the handler's module does not import: the smoke test catches it.
+    let mut bad_import = dir_files(&repo_root().join("examples/python-native"));
+    for (name, content) in &mut bad_import {
+        if name == "app.py" {
+            *content = b"import fastsum\nimport not_installed_anywhere\ndef handler(e, c):\n    return 1\n".to_vec();
+        }
+    }
+    let id = aws
+        .upload(&stack, "apps/badimport.zip", zip_owned(&bad_import))
+        .await;
+    let r = aws.wait_report(&stack, "apps/badimport.zip", &id, T).await;
+    assert_eq!(r["outcome"], "failed", "{r:#}");
+    assert!(
+        r["error"].as_str().unwrap().contains("does not import"),
+        "{r:#}"
+    );
+    assert!(
+        r["build_log_tail"]
+            .as_str()
+            .unwrap()
+            .contains("not_installed_anywhere"),
+        "{r:#}"
+    );
+    assert!(
+        aws.lambda
+            .get_function()
+            .function_name("badimport")
+            .send()
+            .await
+            .is_err(),
+        "nothing deployed"
+    );
+
+    // An architecture this host cannot build for.
+    let mut arm = dir_files(&repo_root().join("examples/python-native"));
+    arm.push((
+        "lambda.toml".into(),
+        b"runtime = \"python3.12\"\narchitecture = \"arm64\"\n".to_vec(),
+    ));
+    arm.retain(|(n, c)| n != "lambda.toml" || c.starts_with(b"runtime = \"python3.12\"\narch"));
+    let id = aws.upload(&stack, "apps/armapp.zip", zip_owned(&arm)).await;
+    let r = aws.wait_report(&stack, "apps/armapp.zip", &id, T).await;
+    assert_eq!(r["outcome"], "failed", "{r:#}");
+    assert!(
+        r["error"].as_str().unwrap().contains("cannot build arm64"),
+        "{r:#}"
+    );
+    assert_eq!(build_containers_left(worker.child.id()), 0);
+}
