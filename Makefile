@@ -5,7 +5,11 @@ demo:
 	dev/demo.sh
 
 test: setup
-	cargo nextest --version >/dev/null 2>&1 && cargo nextest run --workspace --no-fail-fast || cargo test --workspace --no-fail-fast
+	if cargo nextest --version >/dev/null 2>&1; then \
+	  cargo nextest run --workspace --no-fail-fast; \
+	else \
+	  cargo test --workspace --no-fail-fast; \
+	fi
 
 setup:
 	dev/setup.sh
