@@ -268,7 +268,7 @@ impl Config {
                 ));
             }
         }
-        if !(self.build_cpus > 0.0)
+        if self.build_cpus.is_nan() || self.build_cpus <= 0.0
             || self.build_memory_mb < 64
             || self.build_pids < 16
             || self.build_timeout_secs == 0
