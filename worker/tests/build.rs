@@ -1,6 +1,8 @@
 //! Native dependencies built in a real build container (the local Debian-based test image,
 //! made by dev/build-image.sh), through the real binary against moto.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 mod support;
 
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! Crashes and shutdowns in the middle of a job, through the real binary: SIGKILL loses
 //! nothing, SIGTERM finishes or hands back, and no build container outlives its job.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 mod support;
 
 use std::time::Duration;

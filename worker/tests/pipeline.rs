@@ -1,6 +1,8 @@
 //! The walking skeleton, end to end: an upload to moto's S3 becomes a deployed function,
 //! through the real `auto-lambda-worker` binary.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 mod support;
 
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! Job semantics through the real binary against moto: duplicates, ordering, bad input,
 //! retries into the dead-letter queue, and the operator's /metrics.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 mod support;
 
 use std::time::Duration;
