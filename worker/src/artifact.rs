@@ -47,6 +47,12 @@ pub enum ArtifactError {
         key: String,
         message: String,
     },
+    #[error("cannot store the package at s3://{bucket}/{key}: {message}")]
+    Upload {
+        bucket: String,
+        key: String,
+        message: String,
+    },
     #[error("the upload is larger than the {limit}-byte limit")]
     ZipTooLarge { limit: u64 },
     #[error("the upload is not a valid zip archive: {0}")]
@@ -132,6 +138,43 @@ pub async fn fetch(
     }
     file.flush().await.map_err(write_error)?;
     Ok(written)
+}
+
+/// Puts a package too large to send inline under the artifacts prefix of `bucket`, keyed by
+/// function and content, and returns its key. Streams from disk.
+pub async fn store_package(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+    function: &str,
+    package: &crate::package::Package,
+) -> Result<String, ArtifactError> {
+    use base64::Engine as _;
+    let digest = base64::engine::general_purpose::STANDARD
+        .decode(&package.code_sha256)
+        .unwrap_or_default();
+    let key = format!(
+        "{prefix}{function}/{}.zip",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
+    );
+    let upload_error = |message: String| ArtifactError::Upload {
+        bucket: bucket.to_owned(),
+        key: key.clone(),
+        message,
+    };
+    let body = aws_sdk_s3::primitives::ByteStream::from_path(&package.path)
+        .await
+        .map_err(|e| upload_error(e.to_string()))?;
+    s3.put_object()
+        .bucket(bucket)
+        .key(&key)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| {
+            upload_error(aws_smithy_types::error::display::DisplayErrorContext(e).to_string())
+        })?;
+    Ok(key)
 }
 
 /// Unpacks the zip at `zip_path` into the empty directory `dest`, enforcing `limits`.

@@ -62,6 +62,15 @@ pub struct Config {
     #[arg(long, env = "AUTO_LAMBDA_STATUS_PREFIX", default_value = "status/")]
     pub status_prefix: String,
 
+    /// Packages over Lambda's 50 MB inline limit are uploaded under this prefix of the same
+    /// bucket, and Lambda takes them from there.
+    #[arg(
+        long,
+        env = "AUTO_LAMBDA_ARTIFACT_PREFIX",
+        default_value = "artifacts/"
+    )]
+    pub artifact_prefix: String,
+
     /// Prefix prepended to every function name, so IAM can scope the worker to function:<prefix>*.
     #[arg(long, env = "AUTO_LAMBDA_FUNCTION_PREFIX", default_value = "")]
     pub function_prefix: String,
@@ -268,7 +277,8 @@ impl Config {
                 ));
             }
         }
-        if self.build_cpus.is_nan() || self.build_cpus <= 0.0
+        if self.build_cpus.is_nan()
+            || self.build_cpus <= 0.0
             || self.build_memory_mb < 64
             || self.build_pids < 16
             || self.build_timeout_secs == 0

@@ -92,10 +92,31 @@ pub enum DeployError {
     UpdateFailed { function: String, reason: String },
     #[error("waiting on {function} failed: {reason}")]
     WaitFailed { function: String, reason: String },
-    #[error("the package is {size} bytes; Lambda takes at most {MAX_DIRECT_UPLOAD_BYTES} bytes uploaded directly")]
-    TooLarge { size: u64 },
     #[error("cannot read the package: {0}")]
     ReadPackage(#[source] std::io::Error),
+}
+
+/// Where Lambda takes the package from: inline up to [`MAX_DIRECT_UPLOAD_BYTES`], from S3 above.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Code {
+    Inline(std::path::PathBuf),
+    S3 { bucket: String, key: String },
+}
+
+impl Code {
+    fn s3_bucket(&self) -> Option<String> {
+        match self {
+            Code::S3 { bucket, .. } => Some(bucket.clone()),
+            Code::Inline(_) => None,
+        }
+    }
+
+    fn s3_key(&self) -> Option<String> {
+        match self {
+            Code::S3 { key, .. } => Some(key.clone()),
+            Code::Inline(_) => None,
+        }
+    }
 }
 
 /// What Lambda says about a function before we touch it.
@@ -180,13 +201,14 @@ fn state_of(out: &GetFunctionOutput, spec: &FunctionSpec) -> FunctionState {
     }
 }
 
-/// Makes the function run `package` with `spec`'s configuration, then publishes a version and
+/// Makes the function run `package` (sent as `code`) with `spec`'s configuration, then publishes a version and
 /// moves the alias if the spec asks. `current` is what [`describe`] returned just before;
 /// `tags` are written on the function with the change.
 pub async fn upsert(
     lambda: &aws_sdk_lambda::Client,
     spec: &FunctionSpec,
     package: &Package,
+    code: &Code,
     role_arn: &str,
     current: Option<FunctionState>,
     tags: &HashMap<String, String>,
@@ -194,7 +216,7 @@ pub async fn upsert(
     let function = spec.name.clone();
     let (change, arn) = match current {
         None => {
-            let arn = create(lambda, spec, package, role_arn, tags).await?;
+            let arn = create(lambda, spec, code, role_arn, tags).await?;
             (Change::Created, arn)
         }
         Some(state) if state.code_sha256 == package.code_sha256 && state.config_matches => {
@@ -212,7 +234,9 @@ pub async fn upsert(
                 let out = lambda
                     .update_function_code()
                     .function_name(&function)
-                    .zip_file(read_package(package).await?)
+                    .set_zip_file(inline(code).await?)
+                    .set_s3_bucket(code.s3_bucket())
+                    .set_s3_key(code.s3_key())
                     .architectures(Architecture::from(spec.architecture.as_str()))
                     .revision_id(&revision)
                     .send()
@@ -274,7 +298,7 @@ pub async fn upsert(
 async fn create(
     lambda: &aws_sdk_lambda::Client,
     spec: &FunctionSpec,
-    package: &Package,
+    code: &Code,
     role_arn: &str,
     tags: &HashMap<String, String>,
 ) -> Result<String, DeployError> {
@@ -286,7 +310,9 @@ async fn create(
         .handler(&spec.handler)
         .code(
             FunctionCode::builder()
-                .zip_file(read_package(package).await?)
+                .set_zip_file(inline(code).await?)
+                .set_s3_bucket(code.s3_bucket())
+                .set_s3_key(code.s3_key())
                 .build(),
         )
         .architectures(Architecture::from(spec.architecture.as_str()))
@@ -426,12 +452,13 @@ fn environment(spec: &FunctionSpec) -> Environment {
         .build()
 }
 
-async fn read_package(package: &Package) -> Result<Blob, DeployError> {
-    if package.size > MAX_DIRECT_UPLOAD_BYTES {
-        return Err(DeployError::TooLarge { size: package.size });
+/// The zip bytes for an inline upload; `None` when the code comes from S3.
+async fn inline(code: &Code) -> Result<Option<Blob>, DeployError> {
+    match code {
+        Code::Inline(path) => tokio::fs::read(path)
+            .await
+            .map(|b| Some(Blob::new(b)))
+            .map_err(DeployError::ReadPackage),
+        Code::S3 { .. } => Ok(None),
     }
-    tokio::fs::read(&package.path)
-        .await
-        .map(Blob::new)
-        .map_err(DeployError::ReadPackage)
 }

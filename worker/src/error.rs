@@ -67,7 +67,7 @@ impl JobError {
                         sdk(source, |_| false)
                     }
                 }
-                ArtifactError::Stream { .. } => Transient,
+                ArtifactError::Stream { .. } | ArtifactError::Upload { .. } => Transient,
                 ArtifactError::Write { source, .. } => io(source),
                 _ => Permanent,
             },
@@ -122,7 +122,9 @@ fn package(e: &PackageError) -> Class {
     match e {
         PackageError::Read { source, .. } | PackageError::Write(source) => io(source),
         PackageError::Zip(zip::result::ZipError::Io(source)) => io(source),
-        PackageError::Zip(_) | PackageError::NotUtf8(_) => Class::Permanent,
+        PackageError::Zip(_) | PackageError::NotUtf8(_) | PackageError::TooLarge { .. } => {
+            Class::Permanent
+        }
     }
 }
 
@@ -192,7 +194,7 @@ fn deploy(e: &DeployError) -> Class {
             })
         }
         DeployError::WaitTimedOut { .. } | DeployError::WaitFailed { .. } => Class::Transient,
-        DeployError::UpdateFailed { .. } | DeployError::TooLarge { .. } => Class::Permanent,
+        DeployError::UpdateFailed { .. } => Class::Permanent,
         DeployError::ReadPackage(source) => io(source),
     }
 }

@@ -13,7 +13,7 @@ use crate::artifact;
 use crate::build::{cache::Hit, Builder};
 use crate::coalesce::InHand;
 use crate::config::Config;
-use crate::deploy::{self, Change, FunctionState};
+use crate::deploy::{self, Change, Code, FunctionState};
 use crate::error::{Class, JobError};
 use crate::event::{self, Notification, ObjectCreated};
 use crate::manifest::{self, FunctionSpec};
@@ -329,10 +329,27 @@ async fn deploy_if_newer(
                 .unwrap_or("")
         )),
     );
+    let code = if package.size > deploy::MAX_DIRECT_UPLOAD_BYTES {
+        let key = artifact::store_package(
+            &ctx.s3,
+            &object.bucket,
+            &ctx.config.artifact_prefix,
+            &spec.name,
+            &package,
+        )
+        .await?;
+        Code::S3 {
+            bucket: object.bucket.clone(),
+            key,
+        }
+    } else {
+        Code::Inline(package.path.clone())
+    };
     let deployment = deploy::upsert(
         &ctx.lambda,
         &spec,
         &package,
+        &code,
         &ctx.config.role_arn,
         current,
         &tags,

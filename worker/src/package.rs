@@ -7,7 +7,11 @@
 //! Built dependencies arrive as a zip written by this same function; their entries are copied
 //! into the package raw, without being inflated and deflated again, merged in name order with
 //! the app's own files. Where both have a file of the same name, the built dependency's is kept.
+//!
+//! Lambda refuses functions over 250 MB unzipped; that is checked here, before anything is
+//! written, and the error names the largest directories so the uploader knows what to trim.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
@@ -19,6 +23,9 @@ use zip::{CompressionMethod, DateTime, ZipWriter};
 /// Deflate level used for every entry: zlib's default, the same level SAM CLI and `zip -6` use.
 pub const DEFLATE_LEVEL: i64 = 6;
 
+/// Lambda's limit on a function's unzipped size (250 MB).
+pub const MAX_UNZIPPED_BYTES: u64 = 250 * 1024 * 1024;
+
 /// A finished deployment package on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Package {
@@ -27,6 +34,7 @@ pub struct Package {
     pub code_sha256: String,
     pub size: u64,
     pub entries: usize,
+    pub unzipped_bytes: u64,
 }
 
 /// Why a package could not be written.
@@ -44,6 +52,12 @@ pub enum PackageError {
     Zip(#[from] zip::result::ZipError),
     #[error("path `{0}` is not UTF-8 and cannot go into a Lambda package")]
     NotUtf8(String),
+    #[error("the function would be {bytes} bytes unzipped; Lambda allows {limit}. Largest directories: {largest}")]
+    TooLarge {
+        bytes: u64,
+        limit: u64,
+        largest: String,
+    },
 }
 
 #[derive(Debug)]
@@ -54,6 +68,15 @@ enum Kind {
     Symlink(String),
     /// Entry `n` of the dependency zip, copied without recompressing.
     Raw(usize),
+}
+
+#[derive(Debug)]
+struct Entry {
+    name: String,
+    path: PathBuf,
+    kind: Kind,
+    /// Uncompressed size.
+    size: u64,
 }
 
 /// Zips the tree under `root` into `out`.
@@ -67,6 +90,15 @@ pub fn build_with_deps(
     deps: Option<&Path>,
     out: &Path,
 ) -> Result<Package, PackageError> {
+    build_limited(root, deps, out, MAX_UNZIPPED_BYTES)
+}
+
+fn build_limited(
+    root: &Path,
+    deps: Option<&Path>,
+    out: &Path,
+    limit: u64,
+) -> Result<Package, PackageError> {
     let mut entries = collect(root)?;
     let mut deps_archive = match deps {
         Some(path) => {
@@ -79,22 +111,34 @@ pub fn build_with_deps(
         None => None,
     };
     if let Some(archive) = &mut deps_archive {
-        let mut dep_names = std::collections::BTreeMap::new();
+        let mut dep_entries = BTreeMap::new();
         for i in 0..archive.len() {
             let entry = archive.by_index_raw(i)?;
-            let name = std::str::from_utf8(entry.name_raw()).map_err(|_| {
-                PackageError::NotUtf8(String::from_utf8_lossy(entry.name_raw()).into_owned())
-            })?;
-            dep_names.insert(name.to_owned(), i);
+            let name = std::str::from_utf8(entry.name_raw())
+                .map_err(|_| {
+                    PackageError::NotUtf8(String::from_utf8_lossy(entry.name_raw()).into_owned())
+                })?
+                .to_owned();
+            dep_entries.insert(name, (i, entry.size()));
         }
-        entries.retain(|(name, _, _)| !dep_names.contains_key(name));
-        entries.extend(
-            dep_names
-                .into_iter()
-                .map(|(name, i)| (name, PathBuf::new(), Kind::Raw(i))),
-        );
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        entries.retain(|e| !dep_entries.contains_key(&e.name));
+        entries.extend(dep_entries.into_iter().map(|(name, (i, size))| Entry {
+            name,
+            path: PathBuf::new(),
+            kind: Kind::Raw(i),
+            size,
+        }));
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
     }
+    let unzipped_bytes: u64 = entries.iter().map(|e| e.size).sum();
+    if unzipped_bytes > limit {
+        return Err(PackageError::TooLarge {
+            bytes: unzipped_bytes,
+            limit,
+            largest: largest_dirs(&entries),
+        });
+    }
+
     let file = std::fs::File::create(out).map_err(PackageError::Write)?;
     let mut zip = ZipWriter::new(std::io::BufWriter::new(file));
     let base = SimpleFileOptions::default()
@@ -102,8 +146,9 @@ pub fn build_with_deps(
         .compression_level(Some(DEFLATE_LEVEL))
         .last_modified_time(DateTime::default());
     let mut buf = vec![0u8; 256 * 1024];
-    for (name, path, kind) in &entries {
-        match kind {
+    for entry in &entries {
+        let name = entry.name.as_str();
+        match &entry.kind {
             Kind::Raw(index) => {
                 let archive = deps_archive
                     .as_mut()
@@ -111,7 +156,7 @@ pub fn build_with_deps(
                 zip.raw_copy_file(archive.by_index_raw(*index)?)?;
             }
             Kind::Symlink(target) => {
-                zip.add_symlink(name.as_str(), target.as_str(), base.unix_permissions(0o777))?
+                zip.add_symlink(name, target.as_str(), base.unix_permissions(0o777))?
             }
             Kind::File { executable } => {
                 let mode = if *executable || name == "bootstrap" {
@@ -119,12 +164,17 @@ pub fn build_with_deps(
                 } else {
                     0o644
                 };
-                zip.start_file(name.as_str(), base.unix_permissions(mode))?;
+                // Large entries need ZIP64 headers; decided per entry, so small packages stay classic.
+                zip.start_file(
+                    name,
+                    base.unix_permissions(mode)
+                        .large_file(entry.size >= u32::MAX as u64),
+                )?;
                 let read_error = |source| PackageError::Read {
-                    path: name.clone(),
+                    path: entry.name.clone(),
                     source,
                 };
-                let mut src = std::fs::File::open(path).map_err(read_error)?;
+                let mut src = std::fs::File::open(&entry.path).map_err(read_error)?;
                 loop {
                     let n = src.read(&mut buf).map_err(read_error)?;
                     if n == 0 {
@@ -147,11 +197,39 @@ pub fn build_with_deps(
         code_sha256: sha256_base64(out)?,
         size,
         entries: entries.len(),
+        unzipped_bytes,
     })
 }
 
+/// The five largest directories (two levels deep) by unzipped size, e.g. `numpy/core 61.2 MB`.
+fn largest_dirs(entries: &[Entry]) -> String {
+    let mut sizes: BTreeMap<String, u64> = BTreeMap::new();
+    for e in entries {
+        let parts: Vec<&str> = e.name.split('/').collect();
+        let dir = if parts.len() > 1 {
+            parts[..parts.len() - 1]
+                .iter()
+                .take(2)
+                .copied()
+                .collect::<Vec<_>>()
+                .join("/")
+        } else {
+            ".".to_owned()
+        };
+        *sizes.entry(dir).or_default() += e.size;
+    }
+    let mut sizes: Vec<_> = sizes.into_iter().collect();
+    sizes.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    sizes
+        .iter()
+        .take(5)
+        .map(|(d, s)| format!("{d} {:.1} MB", *s as f64 / 1e6))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Lists every file and symlink under `root`, sorted by their zip names.
-fn collect(root: &Path) -> Result<Vec<(String, PathBuf, Kind)>, PackageError> {
+fn collect(root: &Path) -> Result<Vec<Entry>, PackageError> {
     let mut entries = Vec::new();
     for item in walkdir::WalkDir::new(root).follow_links(false).min_depth(1) {
         let item = item.map_err(|e| PackageError::Read {
@@ -170,7 +248,7 @@ fn collect(root: &Path) -> Result<Vec<(String, PathBuf, Kind)>, PackageError> {
             .ok_or_else(|| PackageError::NotUtf8(relative.display().to_string()))?
             .replace(std::path::MAIN_SEPARATOR, "/");
         let file_type = item.file_type();
-        let kind = if file_type.is_symlink() {
+        let (kind, size) = if file_type.is_symlink() {
             let target = std::fs::read_link(item.path()).map_err(|source| PackageError::Read {
                 path: name.clone(),
                 source,
@@ -179,21 +257,30 @@ fn collect(root: &Path) -> Result<Vec<(String, PathBuf, Kind)>, PackageError> {
                 .to_str()
                 .ok_or_else(|| PackageError::NotUtf8(target.display().to_string()))?
                 .to_owned();
-            Kind::Symlink(target)
+            let size = target.len() as u64;
+            (Kind::Symlink(target), size)
         } else if file_type.is_file() {
             let meta = item.metadata().map_err(|e| PackageError::Read {
                 path: name.clone(),
                 source: e.into(),
             })?;
-            Kind::File {
-                executable: is_executable(&meta),
-            }
+            (
+                Kind::File {
+                    executable: is_executable(&meta),
+                },
+                meta.len(),
+            )
         } else {
             continue; // directories are implied; sockets and fifos have no place in a package
         };
-        entries.push((name, item.into_path(), kind));
+        entries.push(Entry {
+            name,
+            path: item.into_path(),
+            kind,
+            size,
+        });
     }
-    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(entries)
 }
 
@@ -321,6 +408,24 @@ mod tests {
         let again =
             build_with_deps(app.path(), Some(&deps.path), &out.path().join("q.zip")).unwrap();
         assert_eq!(p.code_sha256, again.code_sha256);
+    }
+
+    #[test]
+    fn over_the_unzipped_limit_names_the_largest_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("numpy/core")).unwrap();
+        std::fs::create_dir_all(dir.path().join("small")).unwrap();
+        std::fs::write(dir.path().join("numpy/core/big.so"), vec![1u8; 3000]).unwrap();
+        std::fs::write(dir.path().join("small/a.py"), vec![1u8; 10]).unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let err = build_limited(dir.path(), None, &out.path().join("p.zip"), 1000)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("3010 bytes") && err.contains("numpy/core 0.0 MB"),
+            "{err}"
+        );
+        assert!(!out.path().join("p.zip").exists(), "nothing written");
     }
 
     #[test]

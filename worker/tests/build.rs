@@ -103,6 +103,14 @@ fn cached_deps(dir: &std::path::Path) -> std::path::PathBuf {
     zips[0].clone()
 }
 
+fn zip_entry(path: &std::path::Path, name: &str) -> Vec<u8> {
+    use std::io::Read;
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
+    let mut out = Vec::new();
+    zip.by_name(name).unwrap().read_to_end(&mut out).unwrap();
+    out
+}
+
 fn zip_names(path: &std::path::Path) -> Vec<String> {
     let mut zip = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
     (0..zip.len())
@@ -199,4 +207,162 @@ async fn broken_builds_are_permanent_failures_with_the_log() {
         "{r:#}"
     );
     assert_eq!(build_containers_left(worker.child.id()), 0);
+}
+
+/// An app whose dependency's setup.py runs `body` (Python) when pip builds it.
+fn app_with_setup(body: &str) -> Vec<(String, Vec<u8>)> {
+    vec![
+        ("app.py".into(), b"def handler(e, c):\n    return 1\n".to_vec()),
+        ("requirements.txt".into(), b"./vendor/pkg\n".to_vec()),
+        ("vendor/pkg/setup.py".into(), format!("{body}\nfrom setuptools import setup\nsetup(name='pkg', version='1.0', py_modules=[])\n").into_bytes()),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runaway_and_escaping_builds_are_stopped() {
+    let moto = Moto::start();
+    let stack = moto.bootstrap("runaway", false);
+    let aws = Aws::new(&stack.endpoint).await;
+    let cache = tempfile::tempdir().unwrap();
+    let mut args = build_args();
+    args.extend([
+        "--cache-dir".into(),
+        cache.path().display().to_string(),
+        "--build-timeout-secs".into(),
+        "4".into(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let worker = Worker::spawn(&stack, &args);
+
+    // A build that never ends is killed at the timeout.
+    let id = aws
+        .upload(
+            &stack,
+            "apps/forever.zip",
+            zip_owned(&app_with_setup("while True: pass")),
+        )
+        .await;
+    let r = aws.wait_report(&stack, "apps/forever.zip", &id, T).await;
+    assert_eq!(r["outcome"], "failed", "{r:#}");
+    assert_eq!(r["error_class"], "permanent");
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap()
+            .contains("did not finish within"),
+        "{r:#}"
+    );
+    assert_eq!(
+        build_containers_left(worker.child.id()),
+        0,
+        "docker ps -a is clean"
+    );
+
+    // A build that writes outside /out fails: the source and the root are read-only.
+    for (name, target) in [
+        ("escape-src", "/src/pwned"),
+        ("escape-root", "/usr/lib/pwned"),
+    ] {
+        let body = format!("open('{target}', 'w').write('x')");
+        let key = format!("apps/{name}.zip");
+        let id = aws
+            .upload(&stack, &key, zip_owned(&app_with_setup(&body)))
+            .await;
+        let r = aws.wait_report(&stack, &key, &id, T).await;
+        assert_eq!(r["outcome"], "failed", "{r:#}");
+        assert!(
+            r["build_log_tail"]
+                .as_str()
+                .unwrap()
+                .contains("Read-only file system"),
+            "{r:#}"
+        );
+    }
+    assert_eq!(build_containers_left(worker.child.id()), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn build_container_is_locked_down() {
+    use bollard::query_parameters::ListContainersOptions;
+
+    let moto = Moto::start();
+    let stack = moto.bootstrap("lockdown", false);
+    let aws = Aws::new(&stack.endpoint).await;
+    let cache = tempfile::tempdir().unwrap();
+    let mut args = build_args();
+    args.extend(["--cache-dir".into(), cache.path().display().to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let worker = Worker::spawn(&stack, &args);
+    let id = aws
+        .upload(
+            &stack,
+            "apps/inspected.zip",
+            zip_owned(&app_with_setup("import time; time.sleep(5)")),
+        )
+        .await;
+
+    // Inspect the running build container through the Engine API.
+    let docker = bollard::Docker::connect_with_local_defaults()
+        .unwrap()
+        .negotiate_version()
+        .await
+        .unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let label = format!("auto-lambda.owner={}/{}", host.trim(), worker.child.id());
+    let filters = std::collections::HashMap::from([("label".to_owned(), vec![label])]);
+    let mut running = Vec::new();
+    let deadline = std::time::Instant::now() + T;
+    while running.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no build container appeared"
+        );
+        let options = ListContainersOptions {
+            all: false,
+            filters: Some(filters.clone()),
+            ..Default::default()
+        };
+        running = docker.list_containers(Some(options)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let info = docker
+        .inspect_container(running[0].id.as_deref().unwrap(), None)
+        .await
+        .unwrap();
+    let config = info.config.unwrap();
+    let hc = info.host_config.unwrap();
+    let user = config.user.unwrap_or_default();
+    assert!(
+        !user.is_empty() && !user.starts_with("0") && !user.starts_with("root"),
+        "non-root user, got {user:?}"
+    );
+    assert_eq!(hc.cap_drop.unwrap_or_default(), ["ALL"]);
+    assert!(hc
+        .security_opt
+        .unwrap_or_default()
+        .iter()
+        .any(|o| o.starts_with("no-new-privileges")));
+    assert_eq!(hc.readonly_rootfs, Some(true));
+    assert_eq!(hc.pids_limit, Some(512));
+    assert_eq!(hc.memory, Some(2048 << 20));
+    assert_eq!(
+        hc.memory_swap,
+        Some(2048 << 20),
+        "no swap beyond the memory limit"
+    );
+    assert_eq!(hc.nano_cpus, Some(2_000_000_000));
+    assert_eq!(hc.network_mode.as_deref(), Some("none"));
+    assert_eq!(hc.privileged, Some(false));
+    let binds = hc.binds.unwrap_or_default();
+    assert!(binds.iter().any(|b| b.ends_with(":/src:ro")), "{binds:?}");
+    assert!(binds.iter().any(|b| b.ends_with(":/out:rw")), "{binds:?}");
+    assert_eq!(
+        binds.len(),
+        2,
+        "nothing else from the host is mounted: {binds:?}"
+    );
+    assert!(hc.tmpfs.unwrap_or_default().contains_key("/tmp"));
+
+    let r = aws.wait_report(&stack, "apps/inspected.zip", &id, T).await;
+    assert_eq!(r["outcome"], "deployed", "{r:#}");
 }

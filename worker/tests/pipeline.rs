@@ -132,6 +132,80 @@ async fn manifest_sets_name_runtime_and_alias() {
     assert_eq!(alias.function_version(), report["version"].as_str());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn package_over_50_mb_goes_through_s3_artifacts() {
+    let moto = Moto::start();
+    let stack = moto.bootstrap("big", false);
+    let aws = Aws::new(&stack.endpoint).await;
+    let _worker = Worker::spawn(&stack, &[]);
+
+    // 56 MB that does not compress: the package stays above Lambda's 50 MB inline limit.
+    let mut noise = vec![0u8; 56 << 20];
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for chunk in noise.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    let files: Vec<(&str, &[u8])> = vec![
+        ("app.py", b"def handler(e, c):\n    return 1\n"),
+        ("model.bin", &noise),
+    ];
+    let id = aws.upload(&stack, "apps/big.zip", zip_of(&files)).await;
+    let report = aws
+        .wait_report(&stack, "apps/big.zip", &id, Duration::from_secs(120))
+        .await;
+    assert_eq!(report["outcome"], "deployed", "{report:#}");
+    assert!(report["package_bytes"].as_u64().unwrap() > 50 << 20);
+    assert_eq!(aws.code_sha256("big").await, expected_sha(&files));
+    let listed = aws
+        .s3
+        .list_objects_v2()
+        .bucket(&stack.bucket)
+        .prefix("artifacts/big/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.contents().len(),
+        1,
+        "the package was staged under artifacts/"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_pure_example_deploys_as_it_is() {
+    let moto = Moto::start();
+    let stack = moto.bootstrap("examples", false);
+    let aws = Aws::new(&stack.endpoint).await;
+    let _worker = Worker::spawn(&stack, &[]);
+    for (example, runtime) in [
+        ("python-hello", "python3.12"),
+        ("node-hello", "nodejs20.x"),
+        ("provided-bootstrap", "provided.al2023"),
+    ] {
+        let files = dir_files(&repo_root().join("examples").join(example));
+        let key = format!("apps/{example}.zip");
+        let id = aws.upload(&stack, &key, zip_owned(&files)).await;
+        let report = aws
+            .wait_report(&stack, &key, &id, Duration::from_secs(30))
+            .await;
+        assert_eq!(report["outcome"], "deployed", "{example}: {report:#}");
+        let f = aws
+            .lambda
+            .get_function()
+            .function_name(example)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            f.configuration().unwrap().runtime().unwrap().as_str(),
+            runtime
+        );
+    }
+}
+
 #[test]
 fn missing_queue_url_exits_64_naming_the_setting() {
     let stack = Stack {

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Disk hygiene for a long-lived worker, run hourly by auto-lambda-prune.timer (as root):
+#  - build containers that exited more than an hour ago (the worker removes its own; this
+#    catches what a crash left behind);
+#  - dangling images: old versions of a build image after a newer one was pulled;
+#  - per-job directories the worker did not remove (it deletes each one when its job ends);
+#  - under disk pressure, every image no container uses that was created more than KEEP_HOURS
+#    ago (pre-pulled build images too: the worker pulls one again when it needs it).
+# The worker bounds its dependency cache itself (AUTO_LAMBDA_CACHE_DIR).
+set -euo pipefail
+
+work_dir=${AUTO_LAMBDA_WORK_DIR:-/var/lib/auto-lambda/work}
+high_water=${AUTO_LAMBDA_PRUNE_HIGH_WATER_PERCENT:-80}
+keep_hours=${AUTO_LAMBDA_PRUNE_KEEP_HOURS:-168}
+stale_minutes=${AUTO_LAMBDA_PRUNE_STALE_MINUTES:-1440}
+
+used_percent() { df --output=pcent / | tail -n1 | tr -dc '0-9'; }
+
+echo "root volume $(used_percent)% used before pruning"
+if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
+  docker container prune --force --filter "until=1h"
+  docker image prune --force
+fi
+
+if [ -d "$work_dir" ]; then
+  # Older than any build can run (build timeout <= 12 h): no job still owns it.
+  find "$work_dir" -mindepth 1 -maxdepth 1 -mmin +"$stale_minutes" -print -exec rm -rf -- {} +
+fi
+
+used=$(used_percent)
+if [ "$used" -ge "$high_water" ] && command -v docker >/dev/null; then
+  echo "root volume ${used}% used (>= ${high_water}%): pruning unused images older than ${keep_hours} h"
+  docker image prune --all --force --filter "until=${keep_hours}h"
+fi
+echo "root volume $(used_percent)% used after pruning"

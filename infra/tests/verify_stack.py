@@ -1,0 +1,348 @@
+#!/usr/bin/env python3
+"""Checks, through the AWS API (moto in dev/test-infra.sh), that the stack infra/ applied is
+there and wired together: bucket -> queue -> DLQ, IAM scoping, launch templates, scaling,
+alarms, dashboard, logs.
+
+    verify_stack.py stack --endpoint URL --outputs outputs.json [--env-dir DIR]
+        every check; with --env-dir, also writes worker.env and publisher.env exactly as the
+        launch templates' user data would write them on an instance
+    verify_stack.py deployed --endpoint URL --outputs outputs.json --function NAME
+        the function the real worker deployed has the prefix, the execution role and a version
+
+Exits non-zero with one line per failed check. Run it with the project's venv (boto3, PyYAML).
+"""
+import argparse
+import base64
+import fnmatch
+import json
+import os
+import sys
+
+import boto3
+import yaml
+
+REGION = os.environ.get("AWS_REGION", "us-east-1")
+failures = []
+
+
+def check(cond, what):
+    print(f"  {'ok  ' if cond else 'FAIL'} {what}")
+    if not cond:
+        failures.append(what)
+    return cond
+
+
+def listify(x):
+    return x if isinstance(x, list) else [x]
+
+
+# --- A small IAM evaluator: Allow statements only, conditions reported, not evaluated ----------
+
+
+def allows(policy, action, resource):
+    """True if some Allow statement of the policy matches the action and the resource."""
+    for st in policy["Statement"]:
+        if st.get("Effect") != "Allow":
+            continue
+        actions = listify(st.get("Action", []))
+        resources = listify(st.get("Resource", []))
+        if any(fnmatch.fnmatchcase(action.lower(), a.lower()) for a in actions) and any(
+            fnmatch.fnmatchcase(resource, r) for r in resources
+        ):
+            return True
+    return False
+
+
+def statement_for(policy, action):
+    return [st for st in policy["Statement"] if action in listify(st.get("Action", []))]
+
+
+def role_policy(iam, role):
+    names = iam.list_role_policies(RoleName=role)["PolicyNames"]
+    check(len(names) == 1, f"role {role} has one inline policy ({names})")
+    doc = iam.get_role_policy(RoleName=role, PolicyName=names[0])["PolicyDocument"]
+    return json.loads(doc) if isinstance(doc, str) else doc
+
+
+def user_data(ec2, template_id):
+    version = ec2.describe_launch_template_versions(LaunchTemplateId=template_id, Versions=["$Latest"])[
+        "LaunchTemplateVersions"
+    ][0]
+    data = version["LaunchTemplateData"]
+    text = base64.b64decode(data["UserData"]).decode()
+    return data, text
+
+
+def cloud_config(text):
+    check(text.startswith("#cloud-config\n"), "user data is a #cloud-config document")
+    return yaml.safe_load(text)
+
+
+def written(cfg, path):
+    files = [f for f in cfg.get("write_files", []) if f["path"] == path]
+    check(len(files) == 1, f"user data writes {path}")
+    return files[0]["content"] if files else ""
+
+
+def env_of(content):
+    out = {}
+    for line in content.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            k, v = line.split("=", 1)
+            out[k] = v
+    return out
+
+
+def verify_stack(a, out):
+    kw = dict(endpoint_url=a.endpoint, region_name=REGION)
+    s3, sqs, iam = (boto3.client(s, **kw) for s in ("s3", "sqs", "iam"))
+    ec2, asg, cw, logs = (boto3.client(s, **kw) for s in ("ec2", "autoscaling", "cloudwatch", "logs"))
+
+    bucket = out["bucket_name"]
+    account = out["queue_arn"].split(":")[4]
+    prefix = out["function_prefix"]
+    exec_role_arn = out["lambda_execution_role_arn"]
+    queue_url, dlq_url = out["queue_url"], out["dlq_url"]
+    queue_arn, dlq_arn = out["queue_arn"], out["dlq_arn"]
+    queue_name, dlq_name = queue_arn.split(":")[-1], dlq_arn.split(":")[-1]
+    worker_asg, publisher_asg = out["worker_asg_name"], out["publisher_asg_name"]
+    ns = out["metric_namespace"]
+
+    print("bucket")
+    check(s3.get_bucket_versioning(Bucket=bucket).get("Status") == "Enabled", "versioning is enabled")
+    enc = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]
+    check(enc["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms"), "default encryption is on")
+    pab = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+    check(all(pab.values()) and len(pab) == 4, f"all four public access blocks are on ({pab})")
+    own = s3.get_bucket_ownership_controls(Bucket=bucket)["OwnershipControls"]["Rules"][0]["ObjectOwnership"]
+    check(own == "BucketOwnerEnforced", "ACLs are disabled (BucketOwnerEnforced)")
+    rules = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+    by_prefix = {r.get("Filter", {}).get("Prefix", r.get("Prefix")): r for r in rules}
+    for p in (out["status_prefix"], "artifacts/", "cache/"):
+        r = by_prefix.get(p)
+        check(r is not None and r["Status"] == "Enabled" and r.get("Expiration", {}).get("Days", 0) > 0,
+              f"lifecycle rule expires {p}")
+    check(any("AbortIncompleteMultipartUpload" in r for r in rules), "incomplete multipart uploads are aborted")
+    check(any("NoncurrentVersionExpiration" in r and not r.get("Filter", {}).get("Prefix") for r in rules),
+          "old versions expire bucket-wide")
+    bpol = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
+    check(any(st["Effect"] == "Deny" and "aws:SecureTransport" in json.dumps(st.get("Condition", {}))
+              for st in bpol["Statement"]), "bucket policy denies plain HTTP")
+
+    print("notification")
+    qcs = s3.get_bucket_notification_configuration(Bucket=bucket).get("QueueConfigurations", [])
+    check(len(qcs) == 1, "exactly one queue notification")
+    if qcs:
+        qc = qcs[0]
+        check(qc["QueueArn"] == queue_arn, "it targets the job queue")
+        check(qc["Events"] == ["s3:ObjectCreated:*"], "on every ObjectCreated event")
+        fr = {r["Name"].lower(): r["Value"] for r in qc["Filter"]["Key"]["FilterRules"]}
+        check(fr == {"prefix": out["upload_prefix"], "suffix": ".zip"}, f"filtered to {out['upload_prefix']}*.zip ({fr})")
+
+    print("queues")
+    attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
+    redrive = json.loads(attrs.get("RedrivePolicy", "{}"))
+    check(redrive.get("deadLetterTargetArn") == dlq_arn, "redrive policy targets the DLQ")
+    check(int(redrive.get("maxReceiveCount", 0)) >= 1, f"maxReceiveCount is {redrive.get('maxReceiveCount')}")
+    check(int(attrs["VisibilityTimeout"]) >= 900 + 300, f"visibility timeout {attrs['VisibilityTimeout']} s covers the longest build plus margin")
+    check(attrs["ReceiveMessageWaitTimeSeconds"] == "20", "long polling (20 s)")
+    check(attrs.get("SqsManagedSseEnabled") == "true", "encrypted at rest (SSE-SQS)")
+    qpol = json.loads(attrs.get("Policy", '{"Statement": []}'))
+    allow = [st for st in qpol["Statement"] if st["Effect"] == "Allow"]
+    check(len(allow) == 1, "the queue policy has one Allow statement")
+    if allow:
+        st = allow[0]
+        check(st["Principal"] == {"Service": "s3.amazonaws.com"}, "only S3 may send")
+        check(listify(st["Action"]) == ["sqs:SendMessage"], "and only SendMessage")
+        check(st["Condition"].get("ArnEquals", {}).get("aws:SourceArn") == f"arn:aws:s3:::{bucket}",
+              "only from this bucket (aws:SourceArn)")
+        check(st["Condition"].get("StringEquals", {}).get("aws:SourceAccount") == account,
+              "only from this account (aws:SourceAccount)")
+    dattrs = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["All"])["Attributes"]
+    check(int(dattrs["MessageRetentionPeriod"]) >= int(attrs["MessageRetentionPeriod"]),
+          "the DLQ keeps messages at least as long as the queue")
+
+    print("IAM: execution role")
+    exec_role = iam.get_role(RoleName=exec_role_arn.split("/")[-1])["Role"]
+    trust = exec_role["AssumeRolePolicyDocument"]
+    trust = json.loads(trust) if isinstance(trust, str) else trust
+    check([st["Principal"] for st in trust["Statement"]] == [{"Service": "lambda.amazonaws.com"}],
+          "only Lambda may assume the execution role")
+
+    print("IAM: worker")
+    worker_role = out["worker_role_arn"].split("/")[-1]
+    wp = role_policy(iam, worker_role)
+    fn = f"arn:aws:lambda:{REGION}:{account}:function"
+    deploy_actions = ["lambda:CreateFunction", "lambda:UpdateFunctionCode", "lambda:UpdateFunctionConfiguration",
+                      "lambda:PublishVersion", "lambda:GetFunction", "lambda:GetFunctionConfiguration",
+                      "lambda:CreateAlias", "lambda:UpdateAlias", "lambda:GetAlias", "lambda:TagResource",
+                      "lambda:ListVersionsByFunction"]
+    for action in deploy_actions:
+        check(allows(wp, action, f"{fn}:{prefix}hello"), f"{action} on function:{prefix}hello")
+    check(allows(wp, "lambda:UpdateAlias", f"{fn}:{prefix}hello:live"), "aliases of prefixed functions")
+    for action in ("lambda:UpdateFunctionCode", "lambda:CreateFunction", "lambda:GetFunction"):
+        check(not allows(wp, action, f"{fn}:billing-api"), f"no {action} outside the prefix")
+    check(not allows(wp, "lambda:DeleteFunction", f"{fn}:{prefix}hello"), "no DeleteFunction")
+    check(not allows(wp, "lambda:AddPermission", f"{fn}:{prefix}hello"), "no AddPermission")
+    check(not any(a.endswith(":*") or a == "*" for st in wp["Statement"] for a in listify(st["Action"])),
+          "no wildcard actions")
+    check(allows(wp, "iam:PassRole", exec_role_arn), "iam:PassRole on the execution role")
+    check(not allows(wp, "iam:PassRole", out["worker_role_arn"]), "no iam:PassRole on its own role")
+    check(not allows(wp, "iam:PassRole", f"arn:aws:iam::{account}:role/admin"), "no iam:PassRole on other roles")
+    pr = statement_for(wp, "iam:PassRole")
+    check(bool(pr) and pr[0].get("Condition", {}).get("StringEquals", {}).get("iam:PassedToService") == "lambda.amazonaws.com",
+          "PassRole only to lambda.amazonaws.com")
+    b = f"arn:aws:s3:::{bucket}"
+    check(allows(wp, "s3:GetObject", f"{b}/apps/x.zip") and allows(wp, "s3:GetObjectVersion", f"{b}/apps/x.zip"),
+          "reads uploads (apps/)")
+    check(not allows(wp, "s3:PutObject", f"{b}/apps/x.zip"), "cannot write apps/ (could start jobs)")
+    check(allows(wp, "s3:PutObject", f"{b}/status/apps/x.zip/v.json"), "writes status/")
+    check(allows(wp, "s3:PutObject", f"{b}/artifacts/p.zip"), "writes artifacts/")
+    check(not allows(wp, "s3:GetObject", f"{b}/status/x.json"), "does not read status/")
+    check(not allows(wp, "s3:GetObject", "arn:aws:s3:::other-bucket/apps/x.zip"), "no other bucket")
+    for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"):
+        check(allows(wp, action, queue_arn), f"{action} on its queue")
+        check(not allows(wp, action, dlq_arn), f"no {action} on the DLQ")
+    check(not allows(wp, "sqs:SendMessage", queue_arn), "cannot send jobs")
+    pmd = statement_for(wp, "cloudwatch:PutMetricData")
+    check(bool(pmd) and pmd[0].get("Condition", {}).get("StringEquals", {}).get("cloudwatch:namespace") == ns,
+          f"PutMetricData only in namespace {ns}")
+    own_asg = f"arn:aws:autoscaling:{REGION}:{account}:autoScalingGroup:0123-uuid:autoScalingGroupName/{worker_asg}"
+    other_asg = f"arn:aws:autoscaling:{REGION}:{account}:autoScalingGroup:0123-uuid:autoScalingGroupName/other"
+    check(allows(wp, "autoscaling:SetInstanceProtection", own_asg), "SetInstanceProtection on its own group")
+    check(not allows(wp, "autoscaling:SetInstanceProtection", other_asg), "not on another group")
+    star = {a for st in wp["Statement"] if "*" in listify(st.get("Resource", [])) for a in listify(st["Action"])}
+    check(star <= {"cloudwatch:PutMetricData", "autoscaling:DescribeAutoScalingInstances"},
+          f"Resource * only for actions without resource scoping ({sorted(star)})")
+
+    print("IAM: publisher")
+    pp = role_policy(iam, out["publisher_role_arn"].split("/")[-1])
+    check(allows(pp, "sqs:GetQueueAttributes", queue_arn), "GetQueueAttributes on the queue")
+    check(not allows(pp, "sqs:ReceiveMessage", queue_arn), "cannot receive jobs")
+    check(allows(pp, "autoscaling:DescribeAutoScalingGroups", "*"), "DescribeAutoScalingGroups")
+    pmd = statement_for(pp, "cloudwatch:PutMetricData")
+    check(bool(pmd) and pmd[0].get("Condition", {}).get("StringEquals", {}).get("cloudwatch:namespace") == ns,
+          f"PutMetricData only in namespace {ns}")
+    check(not any(a.startswith(("lambda:", "iam:", "s3:")) for st in pp["Statement"] for a in listify(st["Action"])),
+          "no Lambda, IAM or S3 rights")
+
+    print("launch templates")
+    for role, lt_id, unit, env_path in (
+        ("worker", out["worker_launch_template_id"], "auto-lambda-worker.service", "/etc/auto-lambda/worker.env"),
+        ("publisher", out["publisher_launch_template_id"], "queue-metric-publisher.service", "/etc/auto-lambda/publisher.env"),
+    ):
+        data, text = user_data(ec2, lt_id)
+        md = data.get("MetadataOptions", {})
+        check(md.get("HttpTokens") == "required", f"{role}: IMDSv2 required")
+        check(md.get("HttpPutResponseHopLimit") == 1, f"{role}: IMDS hop limit 1 (containers cannot reach it)")
+        check(md.get("HttpEndpoint", "enabled") == "enabled", f"{role}: IMDS endpoint on (the instance's own credentials)")
+        check(data["IamInstanceProfile"]["Arn"].endswith(f"/{out[f'{role}_role_arn'].split('/')[-1]}"),
+              f"{role}: its own instance profile")
+        check(data.get("ImageId") == out["ami_id"], f"{role}: the AMI {out['ami_id']}")
+        ebs = data["BlockDeviceMappings"][0]["Ebs"]
+        check(ebs.get("Encrypted") is True, f"{role}: encrypted root volume")
+        nis = data.get("NetworkInterfaces", [])
+        check(bool(nis) and nis[0].get("AssociatePublicIpAddress") in (False, None), f"{role}: no public IP")
+        cfg = cloud_config(text)
+        env_text = written(cfg, env_path)
+        check(["systemctl", "enable", "--now", unit] in cfg.get("runcmd", []), f"{role}: cloud-init enables {unit}")
+        env = env_of(env_text)
+        if role == "worker":
+            check(env.get("AUTO_LAMBDA_QUEUE_URL") == queue_url, "worker.env: AUTO_LAMBDA_QUEUE_URL")
+            check(env.get("AUTO_LAMBDA_ROLE_ARN") == exec_role_arn, "worker.env: AUTO_LAMBDA_ROLE_ARN")
+            check(env.get("AUTO_LAMBDA_FUNCTION_PREFIX") == prefix, "worker.env: AUTO_LAMBDA_FUNCTION_PREFIX")
+            check(env.get("AUTO_LAMBDA_CACHE_BUCKET") == bucket, "worker.env: AUTO_LAMBDA_CACHE_BUCKET")
+            grace = int(env.get("AUTO_LAMBDA_SHUTDOWN_GRACE_SECS", "0"))
+            dropin = written(cfg, "/etc/systemd/system/auto-lambda-worker.service.d/50-stack.conf")
+            stop = [int(l.split("=", 1)[1]) for l in dropin.splitlines() if l.startswith("TimeoutStopSec=")]
+            check(bool(stop) and stop[0] > grace, f"TimeoutStopSec {stop} exceeds the drain grace {grace}")
+        else:
+            check(env.get("QMP_QUEUE_URL") == queue_url, "publisher.env: QMP_QUEUE_URL")
+            check(env.get("QMP_NAMESPACE") == ns, "publisher.env: QMP_NAMESPACE")
+            check(env.get("QMP_ASG_NAME") == worker_asg, "publisher.env: QMP_ASG_NAME names the worker group")
+        agent = json.loads(written(cfg, "/etc/auto-lambda/cloudwatch-agent.json"))
+        group = agent["logs"]["logs_collected"]["files"]["collect_list"][0]["log_group_name"]
+        check(group == out["log_groups"][role], f"{role}: the CloudWatch agent ships to {group}")
+        if a.env_dir:
+            with open(os.path.join(a.env_dir, f"{role}.env"), "w") as f:
+                f.write(env_text)
+
+    print("auto scaling")
+    groups = {g["AutoScalingGroupName"]: g for g in asg.describe_auto_scaling_groups(
+        AutoScalingGroupNames=[worker_asg, publisher_asg])["AutoScalingGroups"]}
+    wg = groups.get(worker_asg, {})
+    check(wg.get("MinSize") == 0, "worker group min size 0 (scales to nothing)")
+    check(wg.get("MaxSize", 0) >= 1, f"worker group max size {wg.get('MaxSize')}")
+    check(wg.get("LaunchTemplate", {}).get("LaunchTemplateId") == out["worker_launch_template_id"],
+          "worker group uses the worker launch template")
+    pg = groups.get(publisher_asg, {})
+    check((pg.get("MinSize"), pg.get("MaxSize"), pg.get("DesiredCapacity")) == (1, 1, 1), "publisher group is exactly 1")
+    policies = asg.describe_policies(AutoScalingGroupName=worker_asg)["ScalingPolicies"]
+    tt = [p for p in policies if p["PolicyType"] == "TargetTrackingScaling"]
+    check(len(tt) == 1, "one target-tracking policy on the worker group")
+    if tt:
+        spec = tt[0]["TargetTrackingConfiguration"]["CustomizedMetricSpecification"]
+        dims = {d["Name"]: d["Value"] for d in spec.get("Dimensions", [])}
+        check((spec["Namespace"], spec["MetricName"]) == (ns, "BacklogPerInstance"), f"it tracks {ns}/BacklogPerInstance")
+        check(dims == {"QueueName": queue_name, "AutoScalingGroupName": worker_asg},
+              f"for this queue and group ({dims})")
+        check(tt[0]["TargetTrackingConfiguration"]["TargetValue"] > 0, "with a positive target")
+    step = [p for p in policies if p["PolicyType"] == "StepScaling"]
+    check(len(step) == 1, "a step policy adds the first worker")
+
+    print("alarms")
+    alarms = {a_["AlarmName"]: a_ for a_ in cw.describe_alarms()["MetricAlarms"]}
+    for name in out["alarm_names"]:
+        check(name in alarms, f"alarm {name} exists")
+    dlq_alarms = [x for x in alarms.values() if x.get("MetricName") == "ApproximateNumberOfMessagesVisible"
+                  and {"Name": "QueueName", "Value": dlq_name} in x.get("Dimensions", [])]
+    check(len(dlq_alarms) == 1 and dlq_alarms[0]["Threshold"] == 0, "DLQ not empty alarm")
+    check(any(x.get("MetricName") == "ApproximateAgeOfOldestMessage" for x in alarms.values()), "oldest message age alarm")
+    check(any(x.get("MetricName") == "Jobs" and {"Name": "Outcome", "Value": "failed"} in x.get("Dimensions", [])
+              for x in alarms.values()), "failed deploys alarm")
+    wake = [x for x in alarms.values() if step and step[0]["PolicyARN"] in x.get("AlarmActions", [])]
+    check(len(wake) == 1, "the scale-from-zero alarm triggers the step policy")
+
+    print("dashboard and logs")
+    if out.get("dashboard_name"):
+        body = cw.get_dashboard(DashboardName=out["dashboard_name"])["DashboardBody"]
+        check(json.loads(body) == json.loads(out["dashboard_body"]), "dashboard body is the module's JSON")
+    else:
+        print("  skip dashboard (enable_dashboard = false)")
+    groups = {g["logGroupName"]: g for g in logs.describe_log_groups(logGroupNamePrefix="/")["logGroups"]}
+    for role, name in out["log_groups"].items():
+        check(groups.get(name, {}).get("retentionInDays", 0) > 0, f"log group {name} with retention")
+
+
+def verify_deployed(a, out):
+    lam = boto3.client("lambda", endpoint_url=a.endpoint, region_name=REGION)
+    fn = lam.get_function(FunctionName=a.function)["Configuration"]
+    print(f"function {a.function}")
+    check(fn["FunctionName"].startswith(out["function_prefix"]), f"name carries the prefix {out['function_prefix']}")
+    check(fn["Role"] == out["lambda_execution_role_arn"], "runs as the stack's execution role")
+    versions = [v["Version"] for v in lam.list_versions_by_function(FunctionName=a.function)["Versions"]]
+    check(any(v != "$LATEST" for v in versions), f"a version was published ({versions})")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("what", choices=["stack", "deployed"])
+    p.add_argument("--endpoint", required=True)
+    p.add_argument("--outputs", required=True, help="`terraform output -json` saved to a file")
+    p.add_argument("--env-dir", help="write worker.env and publisher.env from the user data here")
+    p.add_argument("--function", help="for `deployed`: the function's name")
+    a = p.parse_args()
+    with open(a.outputs) as f:
+        out = {k: v["value"] for k, v in json.load(f).items()}
+    if a.what == "stack":
+        verify_stack(a, out)
+    else:
+        verify_deployed(a, out)
+    if failures:
+        sys.exit(f"{len(failures)} check(s) failed:\n  " + "\n  ".join(failures))
+    print("all checks passed")
+
+
+if __name__ == "__main__":
+    main()
