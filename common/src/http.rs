@@ -48,10 +48,7 @@ pub async fn serve(
     Ok(bound)
 }
 
-async fn respond(
-    req: Request<Incoming>,
-    registry: Arc<Registry>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn respond(req: Request<Incoming>, registry: Arc<Registry>) -> Result<Response<Full<Bytes>>, Infallible> {
     let reply = |status: StatusCode, content_type: &str, body: String| {
         let mut r = Response::new(Full::new(Bytes::from(body)));
         *r.status_mut() = status;
@@ -70,11 +67,7 @@ async fn respond(
                     "application/openmetrics-text; version=1.0.0; charset=utf-8",
                     body,
                 ),
-                Err(err) => reply(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "text/plain",
-                    err.to_string(),
-                ),
+                Err(err) => reply(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", err.to_string()),
             }
         }
         (&Method::GET, "/healthz") => reply(StatusCode::OK, "text/plain", "ok\n".into()),

@@ -54,10 +54,7 @@ impl Config {
                 format!("`{url}` is not an SQS queue URL"),
             ));
         }
-        if self.namespace.is_empty()
-            || self.namespace.starts_with("AWS/")
-            || self.namespace.len() > 255
-        {
+        if self.namespace.is_empty() || self.namespace.starts_with("AWS/") || self.namespace.len() > 255 {
             return Err(ConfigError::new(
                 "--namespace / QMP_NAMESPACE",
                 "must be 1–255 characters and not start with AWS/",

@@ -125,11 +125,7 @@ pub async fn fetch(
     let mut body = output.body;
     let mut file = tokio::fs::File::create(dest).await.map_err(write_error)?;
     let mut written = 0u64;
-    while let Some(chunk) = body
-        .try_next()
-        .await
-        .map_err(|e| stream_error(e.to_string()))?
-    {
+    while let Some(chunk) = body.try_next().await.map_err(|e| stream_error(e.to_string()))? {
         written += chunk.len() as u64;
         if written > limit {
             return Err(ArtifactError::ZipTooLarge { limit });
@@ -171,9 +167,7 @@ pub async fn store_package(
         .body(body)
         .send()
         .await
-        .map_err(|e| {
-            upload_error(aws_smithy_types::error::display::DisplayErrorContext(e).to_string())
-        })?;
+        .map_err(|e| upload_error(aws_smithy_types::error::display::DisplayErrorContext(e).to_string()))?;
     Ok(key)
 }
 
@@ -183,8 +177,8 @@ pub fn unpack(zip_path: &Path, dest: &Path, limits: &Limits) -> Result<Unpacked,
         entry: zip_path.display().to_string(),
         source: e,
     })?;
-    let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file))
-        .map_err(|e| ArtifactError::NotAZip(e.to_string()))?;
+    let mut archive =
+        zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| ArtifactError::NotAZip(e.to_string()))?;
     if archive.len() > limits.max_entries {
         return Err(ArtifactError::TooManyEntries {
             count: archive.len(),
@@ -278,10 +272,7 @@ pub fn unpack(zip_path: &Path, dest: &Path, limits: &Limits) -> Result<Unpacked,
     if files == 0 {
         return Err(ArtifactError::Empty);
     }
-    Ok(Unpacked {
-        files,
-        bytes: total,
-    })
+    Ok(Unpacked { files, bytes: total })
 }
 
 enum CopyError {
@@ -290,11 +281,7 @@ enum CopyError {
 }
 
 /// Copies at most `cap + 1` bytes, so that the caller can tell "exactly cap" from "more".
-fn copy_capped(
-    reader: &mut impl Read,
-    writer: &mut impl Write,
-    cap: u64,
-) -> Result<u64, CopyError> {
+fn copy_capped(reader: &mut impl Read, writer: &mut impl Write, cap: u64) -> Result<u64, CopyError> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut copied = 0u64;
     loop {
@@ -329,9 +316,10 @@ fn safe_relative_path(name: &str) -> Result<PathBuf, ArtifactError> {
     for component in Path::new(name).components() {
         match component {
             Component::Normal(part) => {
-                if part.to_str().is_some_and(|p| {
-                    p.len() >= 2 && p.as_bytes()[1] == b':' && p.as_bytes()[0].is_ascii_alphabetic()
-                }) && out.as_os_str().is_empty()
+                if part
+                    .to_str()
+                    .is_some_and(|p| p.len() >= 2 && p.as_bytes()[1] == b':' && p.as_bytes()[0].is_ascii_alphabetic())
+                    && out.as_os_str().is_empty()
                 {
                     return Err(unsafe_path("starts with a drive letter"));
                 }
@@ -405,9 +393,7 @@ mod tests {
         max_ratio: 100,
     };
 
-    fn zip_of(
-        build: impl FnOnce(&mut zip::ZipWriter<std::io::Cursor<Vec<u8>>>),
-    ) -> tempfile::NamedTempFile {
+    fn zip_of(build: impl FnOnce(&mut zip::ZipWriter<std::io::Cursor<Vec<u8>>>)) -> tempfile::NamedTempFile {
         let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
         build(&mut w);
         let bytes = w.finish().unwrap().into_inner();
@@ -416,9 +402,7 @@ mod tests {
         f
     }
 
-    fn unpack_zip(
-        z: &tempfile::NamedTempFile,
-    ) -> (tempfile::TempDir, Result<Unpacked, ArtifactError>) {
+    fn unpack_zip(z: &tempfile::NamedTempFile) -> (tempfile::TempDir, Result<Unpacked, ArtifactError>) {
         let dir = tempfile::tempdir().unwrap();
         let r = unpack(z.path(), dir.path(), &LIMITS);
         (dir, r)
@@ -427,50 +411,27 @@ mod tests {
     #[test]
     fn unpacks_files_and_dirs() {
         let z = zip_of(|w| {
-            w.add_directory("pkg/", SimpleFileOptions::default())
-                .unwrap();
-            w.start_file("pkg/a.py", SimpleFileOptions::default())
-                .unwrap();
+            w.add_directory("pkg/", SimpleFileOptions::default()).unwrap();
+            w.start_file("pkg/a.py", SimpleFileOptions::default()).unwrap();
             w.write_all(b"print(1)").unwrap();
-            w.start_file(
-                "run.sh",
-                SimpleFileOptions::default().unix_permissions(0o755),
-            )
-            .unwrap();
+            w.start_file("run.sh", SimpleFileOptions::default().unix_permissions(0o755))
+                .unwrap();
             w.write_all(b"#!/bin/sh").unwrap();
         });
         let (dir, r) = unpack_zip(&z);
-        assert_eq!(
-            r.unwrap(),
-            Unpacked {
-                files: 2,
-                bytes: 17
-            }
-        );
-        assert_eq!(
-            std::fs::read(dir.path().join("pkg/a.py")).unwrap(),
-            b"print(1)"
-        );
+        assert_eq!(r.unwrap(), Unpacked { files: 2, bytes: 17 });
+        assert_eq!(std::fs::read(dir.path().join("pkg/a.py")).unwrap(), b"print(1)");
     }
 
     #[test]
     fn refuses_traversal_and_absolute_names() {
-        for bad in [
-            "../evil.py",
-            "a/../../evil.py",
-            "/etc/passwd",
-            "C:/x",
-            "a\\..\\b",
-        ] {
+        for bad in ["../evil.py", "a/../../evil.py", "/etc/passwd", "C:/x", "a\\..\\b"] {
             let z = zip_of(|w| {
                 w.start_file(bad, SimpleFileOptions::default()).unwrap();
                 w.write_all(b"x").unwrap();
             });
             let (_d, r) = unpack_zip(&z);
-            assert!(
-                matches!(r, Err(ArtifactError::UnsafePath { .. })),
-                "{bad}: {r:?}"
-            );
+            assert!(matches!(r, Err(ArtifactError::UnsafePath { .. })), "{bad}: {r:?}");
         }
     }
 
@@ -480,20 +441,12 @@ mod tests {
             w.add_symlink("link", "../../etc/passwd", SimpleFileOptions::default())
                 .unwrap();
         });
-        assert!(matches!(
-            unpack_zip(&z).1,
-            Err(ArtifactError::SymlinkEscape { .. })
-        ));
+        assert!(matches!(unpack_zip(&z).1, Err(ArtifactError::SymlinkEscape { .. })));
         let z = zip_of(|w| {
-            w.start_file("lib/real.py", SimpleFileOptions::default())
-                .unwrap();
+            w.start_file("lib/real.py", SimpleFileOptions::default()).unwrap();
             w.write_all(b"x").unwrap();
-            w.add_symlink(
-                "bin/alias.py",
-                "../lib/real.py",
-                SimpleFileOptions::default(),
-            )
-            .unwrap();
+            w.add_symlink("bin/alias.py", "../lib/real.py", SimpleFileOptions::default())
+                .unwrap();
         });
         let (dir, r) = unpack_zip(&z);
         assert_eq!(r.unwrap().files, 2);
@@ -533,14 +486,10 @@ mod tests {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(b"definitely not a zip").unwrap();
         assert!(matches!(unpack_zip(&f).1, Err(ArtifactError::NotAZip(_))));
-        assert!(matches!(
-            unpack_zip(&zip_of(|_| {})).1,
-            Err(ArtifactError::Empty)
-        ));
+        assert!(matches!(unpack_zip(&zip_of(|_| {})).1, Err(ArtifactError::Empty)));
         let z = zip_of(|w| {
             for i in 0..101 {
-                w.start_file(format!("f{i}"), SimpleFileOptions::default())
-                    .unwrap();
+                w.start_file(format!("f{i}"), SimpleFileOptions::default()).unwrap();
             }
         });
         assert!(matches!(

@@ -35,10 +35,7 @@ impl InHand {
     /// Registers `token` for `function`, then waits for this job's turn to deploy it.
     pub async fn claim(self: &Arc<Self>, function: &str, token: &str) -> Claim {
         let lock = {
-            let mut map = self
-                .functions
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let mut map = self.functions.lock().unwrap_or_else(PoisonError::into_inner);
             let slot = map.entry(function.to_owned()).or_default();
             slot.tokens.push(token.to_owned());
             slot.lock.clone()
@@ -56,20 +53,12 @@ impl InHand {
 impl Claim {
     /// The newest comparable token another job holds for this function, if newer than ours.
     pub fn newer_in_hand(&self) -> Option<String> {
-        let map = self
-            .in_hand
-            .functions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let map = self.in_hand.functions.lock().unwrap_or_else(PoisonError::into_inner);
         let slot = map.get(&self.function)?;
         let kind = |t: &str| t.split(':').next().map(str::to_owned);
         slot.tokens
             .iter()
-            .filter(|t| {
-                !self.token.is_empty()
-                    && kind(t) == kind(&self.token)
-                    && t.as_str() > self.token.as_str()
-            })
+            .filter(|t| !self.token.is_empty() && kind(t) == kind(&self.token) && t.as_str() > self.token.as_str())
             .max()
             .cloned()
     }
@@ -77,11 +66,7 @@ impl Claim {
 
 impl Drop for Claim {
     fn drop(&mut self) {
-        let mut map = self
-            .in_hand
-            .functions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut map = self.in_hand.functions.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(slot) = map.get_mut(&self.function) {
             if let Some(i) = slot.tokens.iter().position(|t| *t == self.token) {
                 slot.tokens.swap_remove(i);
@@ -111,21 +96,14 @@ mod tests {
         assert_eq!(old.newer_in_hand().as_deref(), Some("time:2"));
         drop(old);
         assert_eq!(waiter.await.unwrap(), None, "the newest deploys");
-        assert!(
-            in_hand.functions.lock().unwrap().is_empty(),
-            "claims are released"
-        );
+        assert!(in_hand.functions.lock().unwrap().is_empty(), "claims are released");
     }
 
     #[tokio::test]
     async fn other_functions_do_not_wait() {
         let in_hand = Arc::new(InHand::default());
         let _a = in_hand.claim("a", "time:1").await;
-        let b = tokio::time::timeout(
-            std::time::Duration::from_secs(1),
-            in_hand.claim("b", "time:1"),
-        )
-        .await;
+        let b = tokio::time::timeout(std::time::Duration::from_secs(1), in_hand.claim("b", "time:1")).await;
         assert!(b.is_ok());
     }
 }

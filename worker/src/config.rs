@@ -34,13 +34,7 @@ fn parse_build_image(raw: &str) -> Result<(String, String), String> {
 /// it, creates or updates the function, waits until Lambda has applied it, publishes a version
 /// and deletes the message.
 #[derive(Debug, Clone, clap::Parser)]
-#[command(
-    name = "auto-lambda-worker",
-    version,
-    about,
-    long_about,
-    args_override_self = true
-)]
+#[command(name = "auto-lambda-worker", version, about, long_about, args_override_self = true)]
 pub struct Config {
     #[command(flatten)]
     pub aws: AwsArgs,
@@ -64,11 +58,7 @@ pub struct Config {
 
     /// Packages over Lambda's 50 MB inline limit are uploaded under this prefix of the same
     /// bucket, and Lambda takes them from there.
-    #[arg(
-        long,
-        env = "AUTO_LAMBDA_ARTIFACT_PREFIX",
-        default_value = "artifacts/"
-    )]
+    #[arg(long, env = "AUTO_LAMBDA_ARTIFACT_PREFIX", default_value = "artifacts/")]
     pub artifact_prefix: String,
 
     /// Prefix prepended to every function name, so IAM can scope the worker to function:<prefix>*.
@@ -85,11 +75,7 @@ pub struct Config {
 
     /// How long a received message stays hidden; a heartbeat renews it every third of this
     /// while its job runs, so a crash makes it reappear within this time.
-    #[arg(
-        long,
-        env = "AUTO_LAMBDA_VISIBILITY_TIMEOUT_SECS",
-        default_value_t = 60
-    )]
+    #[arg(long, env = "AUTO_LAMBDA_VISIBILITY_TIMEOUT_SECS", default_value_t = 60)]
     pub visibility_timeout_secs: i32,
 
     /// On SIGTERM, how long in-flight jobs may run before their messages are handed back.
@@ -132,12 +118,7 @@ pub struct Config {
 
     /// How native dependencies are built: `docker` (in a build container; the default) or
     /// `pip-platform` (prebuilt manylinux wheels fetched by pip on the host; Python only).
-    #[arg(
-        long,
-        env = "AUTO_LAMBDA_BUILD_MODE",
-        value_enum,
-        default_value = "docker"
-    )]
+    #[arg(long, env = "AUTO_LAMBDA_BUILD_MODE", value_enum, default_value = "docker")]
     pub build_mode: BuildMode,
 
     /// Build image for a runtime, as RUNTIME=IMAGE (repeat, or comma-separate in the env var).
@@ -196,12 +177,7 @@ pub struct Config {
     pub cache_prefix: String,
 
     /// Log format: text for people, json for CloudWatch Logs.
-    #[arg(
-        long,
-        env = "AUTO_LAMBDA_LOG_FORMAT",
-        value_enum,
-        default_value = "text"
-    )]
+    #[arg(long, env = "AUTO_LAMBDA_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
 }
 
@@ -210,13 +186,12 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let url = &self.queue_url;
         if !(url.starts_with("https://") || url.starts_with("http://"))
-            || url
-                .trim_end_matches('/')
-                .rsplit('/')
-                .next()
-                .is_none_or(str::is_empty)
+            || url.trim_end_matches('/').rsplit('/').next().is_none_or(str::is_empty)
         {
-            return Err(ConfigError::new("--queue-url / AUTO_LAMBDA_QUEUE_URL", format!("`{url}` is not an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>)")));
+            return Err(ConfigError::new(
+                "--queue-url / AUTO_LAMBDA_QUEUE_URL",
+                format!("`{url}` is not an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>)"),
+            ));
         }
         if !self.role_arn.starts_with("arn:") || !self.role_arn.contains(":role/") {
             return Err(ConfigError::new(
@@ -262,11 +237,7 @@ impl Config {
                 "may hold only letters, digits, - and _",
             ));
         }
-        if self.max_entries == 0
-            || self.max_ratio == 0
-            || self.max_zip_bytes == 0
-            || self.max_unpacked_bytes == 0
-        {
+        if self.max_entries == 0 || self.max_ratio == 0 || self.max_zip_bytes == 0 || self.max_unpacked_bytes == 0 {
             return Err(ConfigError::new("--max-*", "limits must be greater than 0"));
         }
         if let Some(ca) = &self.build_ca_bundle {

@@ -179,11 +179,7 @@ fn state_of(out: &GetFunctionOutput, spec: &FunctionSpec) -> FunctionState {
         .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         .unwrap_or_default();
     let layers: Vec<&str> = cfg.layers().iter().filter_map(|l| l.arn()).collect();
-    let arch = cfg
-        .architectures()
-        .first()
-        .map(|a| a.as_str())
-        .unwrap_or("x86_64");
+    let arch = cfg.architectures().first().map(|a| a.as_str()).unwrap_or("x86_64");
     let config_matches = cfg.runtime().map(|r| r.as_str()) == Some(spec.runtime.as_str())
         && cfg.handler() == Some(spec.handler.as_str())
         && cfg.memory_size() == Some(spec.memory_mb)
@@ -367,12 +363,7 @@ async fn point_alias(
     alias: &str,
     version: &str,
 ) -> Result<(), DeployError> {
-    let existing = lambda
-        .get_alias()
-        .function_name(function)
-        .name(alias)
-        .send()
-        .await;
+    let existing = lambda.get_alias().function_name(function).name(alias).send().await;
     match existing {
         Ok(current) => {
             lambda

@@ -58,9 +58,7 @@ impl JobError {
             JobError::Artifact(e) => match e {
                 ArtifactError::Download { source, .. } => {
                     // NoSuchKey: the object is gone; nothing will bring it back.
-                    let gone = source
-                        .as_service_error()
-                        .is_some_and(|e| e.is_no_such_key());
+                    let gone = source.as_service_error().is_some_and(|e| e.is_no_such_key());
                     if gone {
                         Permanent
                     } else {
@@ -74,13 +72,9 @@ impl JobError {
             JobError::Build(e) => match e {
                 // The engine or the image registry is unavailable: an operator's problem, not the upload's.
                 BuildError::Container(
-                    ContainerError::Engine(_)
-                    | ContainerError::Image { .. }
-                    | ContainerError::Run(_),
+                    ContainerError::Engine(_) | ContainerError::Image { .. } | ContainerError::Run(_),
                 ) => Transient,
-                BuildError::Container(
-                    ContainerError::Failed { .. } | ContainerError::TimedOut(..),
-                ) => Permanent,
+                BuildError::Container(ContainerError::Failed { .. } | ContainerError::TimedOut(..)) => Permanent,
                 BuildError::PipSpawn { .. } => Transient,
                 BuildError::Io(source) => io(source),
                 BuildError::Package(e) => package(e),
@@ -110,9 +104,7 @@ impl JobError {
     /// key (`If-Match` on the event's ETag failed): the newer upload's own event will deploy it.
     pub fn is_superseded(&self) -> bool {
         match self {
-            JobError::Artifact(ArtifactError::Download { source, .. }) => {
-                status(source) == Some(412)
-            }
+            JobError::Artifact(ArtifactError::Download { source, .. }) => status(source) == Some(412),
             _ => false,
         }
     }
@@ -122,9 +114,7 @@ fn package(e: &PackageError) -> Class {
     match e {
         PackageError::Read { source, .. } | PackageError::Write(source) => io(source),
         PackageError::Zip(zip::result::ZipError::Io(source)) => io(source),
-        PackageError::Zip(_) | PackageError::NotUtf8(_) | PackageError::TooLarge { .. } => {
-            Class::Permanent
-        }
+        PackageError::Zip(_) | PackageError::NotUtf8(_) | PackageError::TooLarge { .. } => Class::Permanent,
     }
 }
 
@@ -137,21 +127,18 @@ fn deploy(e: &DeployError) -> Class {
         DeployError::Create { source, .. } => {
             sdk(source, |e: &op::create_function::CreateFunctionError| {
                 // A racing worker created it first: re-read and update on the next attempt.
-                e.is_resource_conflict_exception()
-                    || e.is_too_many_requests_exception()
-                    || e.is_service_exception()
+                e.is_resource_conflict_exception() || e.is_too_many_requests_exception() || e.is_service_exception()
             })
         }
-        DeployError::UpdateCode { source, .. } => sdk(
-            source,
-            |e: &op::update_function_code::UpdateFunctionCodeError| {
+        DeployError::UpdateCode { source, .. } => {
+            sdk(source, |e: &op::update_function_code::UpdateFunctionCodeError| {
                 e.is_resource_conflict_exception()
                     || e.is_precondition_failed_exception()
                     || e.is_too_many_requests_exception()
                     || e.is_service_exception()
                     || e.is_resource_not_found_exception()
-            },
-        ),
+            })
+        }
         DeployError::UpdateConfig { source, .. } => sdk(
             source,
             |e: &op::update_function_configuration::UpdateFunctionConfigurationError| {
@@ -163,36 +150,26 @@ fn deploy(e: &DeployError) -> Class {
             },
         ),
         DeployError::Tag { source, .. } => sdk(source, |e: &op::tag_resource::TagResourceError| {
+            e.is_resource_conflict_exception() || e.is_too_many_requests_exception() || e.is_service_exception()
+        }),
+        DeployError::Publish { source, .. } => sdk(source, |e: &op::publish_version::PublishVersionError| {
             e.is_resource_conflict_exception()
+                || e.is_precondition_failed_exception()
                 || e.is_too_many_requests_exception()
                 || e.is_service_exception()
         }),
-        DeployError::Publish { source, .. } => {
-            sdk(source, |e: &op::publish_version::PublishVersionError| {
-                e.is_resource_conflict_exception()
-                    || e.is_precondition_failed_exception()
-                    || e.is_too_many_requests_exception()
-                    || e.is_service_exception()
-            })
-        }
         DeployError::GetAlias { source, .. } => sdk(source, |e: &op::get_alias::GetAliasError| {
             e.is_too_many_requests_exception() || e.is_service_exception()
         }),
-        DeployError::CreateAlias { source, .. } => {
-            sdk(source, |e: &op::create_alias::CreateAliasError| {
-                e.is_resource_conflict_exception()
-                    || e.is_too_many_requests_exception()
-                    || e.is_service_exception()
-            })
-        }
-        DeployError::UpdateAlias { source, .. } => {
-            sdk(source, |e: &op::update_alias::UpdateAliasError| {
-                e.is_resource_conflict_exception()
-                    || e.is_precondition_failed_exception()
-                    || e.is_too_many_requests_exception()
-                    || e.is_service_exception()
-            })
-        }
+        DeployError::CreateAlias { source, .. } => sdk(source, |e: &op::create_alias::CreateAliasError| {
+            e.is_resource_conflict_exception() || e.is_too_many_requests_exception() || e.is_service_exception()
+        }),
+        DeployError::UpdateAlias { source, .. } => sdk(source, |e: &op::update_alias::UpdateAliasError| {
+            e.is_resource_conflict_exception()
+                || e.is_precondition_failed_exception()
+                || e.is_too_many_requests_exception()
+                || e.is_service_exception()
+        }),
         DeployError::WaitTimedOut { .. } | DeployError::WaitFailed { .. } => Class::Transient,
         DeployError::UpdateFailed { .. } => Class::Permanent,
         DeployError::ReadPackage(source) => io(source),
@@ -202,10 +179,7 @@ fn deploy(e: &DeployError) -> Class {
 /// Classifies an SDK error: anything that never got a proper answer (timeout, connection,
 /// unparseable response), a 5xx or a 429 is transient; a service error is transient only if
 /// `transient_service_error` says so.
-pub fn sdk<E>(
-    err: &SdkError<E, HttpResponse>,
-    transient_service_error: impl Fn(&E) -> bool,
-) -> Class {
+pub fn sdk<E>(err: &SdkError<E, HttpResponse>, transient_service_error: impl Fn(&E) -> bool) -> Class {
     let transient = match err {
         SdkError::ConstructionFailure(_) => false,
         SdkError::ServiceError(ctx) => {
@@ -231,8 +205,9 @@ fn status<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
 fn io(err: &std::io::Error) -> Class {
     use std::io::ErrorKind::*;
     match err.kind() {
-        StorageFull | QuotaExceeded | OutOfMemory | Interrupted | TimedOut | WouldBlock
-        | ResourceBusy => Class::Transient,
+        StorageFull | QuotaExceeded | OutOfMemory | Interrupted | TimedOut | WouldBlock | ResourceBusy => {
+            Class::Transient
+        }
         _ if err.raw_os_error() == Some(28) => Class::Transient, // ENOSPC on platforms that map it oddly
         _ => Class::Permanent,
     }
@@ -248,10 +223,7 @@ mod tests {
             JobError::from(ArtifactError::NotAZip("x".into())).class(),
             Class::Permanent
         );
-        assert_eq!(
-            JobError::from(ManifestError::UnknownRuntime).class(),
-            Class::Permanent
-        );
+        assert_eq!(JobError::from(ManifestError::UnknownRuntime).class(), Class::Permanent);
         assert_eq!(
             JobError::from(EventError::NotAnEvent("x".into())).class(),
             Class::Permanent
@@ -278,10 +250,7 @@ mod tests {
     #[test]
     fn lambda_waits_are_transient_failures_are_not() {
         assert_eq!(
-            JobError::from(DeployError::WaitTimedOut {
-                function: "f".into()
-            })
-            .class(),
+            JobError::from(DeployError::WaitTimedOut { function: "f".into() }).class(),
             Class::Transient
         );
         assert_eq!(

@@ -69,9 +69,7 @@ fn parse_value(value: &Value) -> Result<Notification, EventError> {
     if value.get("Records").is_some() {
         return parse_records(value);
     }
-    if value.get("detail-type").is_some()
-        && value.get("source").and_then(Value::as_str) == Some("aws.s3")
-    {
+    if value.get("detail-type").is_some() && value.get("source").and_then(Value::as_str) == Some("aws.s3") {
         return parse_eventbridge(value);
     }
     Err(EventError::NotAnEvent(
@@ -171,10 +169,7 @@ struct EventBridgeObject {
 }
 
 fn parse_eventbridge(value: &Value) -> Result<Notification, EventError> {
-    let detail_type = value
-        .get("detail-type")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let detail_type = value.get("detail-type").and_then(Value::as_str).unwrap_or_default();
     if detail_type != "Object Created" {
         return Ok(Notification::Ignored(format!(
             "EventBridge `{detail_type}` is not an object creation"
@@ -185,8 +180,7 @@ fn parse_eventbridge(value: &Value) -> Result<Notification, EventError> {
         .cloned()
         .ok_or_else(|| EventError::NotAnEvent("EventBridge event without `detail`".into()))
         .and_then(|d| {
-            serde_json::from_value(d)
-                .map_err(|e| EventError::NotAnEvent(format!("malformed EventBridge detail: {e}")))
+            serde_json::from_value(d).map_err(|e| EventError::NotAnEvent(format!("malformed EventBridge detail: {e}")))
         })?;
     let object = detail.object;
     // EventBridge sends keys as they are, not form-encoded.
@@ -235,13 +229,7 @@ mod tests {
 
     #[test]
     fn decodes_form_encoded_keys() {
-        let o = only(
-            parse(&s3_body(
-                "apps%2Fmy+app%2B1%25+%C3%A9t%C3%A9.zip",
-                "ObjectCreated:Put",
-            ))
-            .unwrap(),
-        );
+        let o = only(parse(&s3_body("apps%2Fmy+app%2B1%25+%C3%A9t%C3%A9.zip", "ObjectCreated:Put")).unwrap());
         assert_eq!(o.key, "apps/my app+1% été.zip");
         assert_eq!(o.etag.as_deref(), Some("abc"));
         assert_eq!(o.sequencer.as_deref(), Some("0055AED6DCD90281E5"));
@@ -267,7 +255,8 @@ mod tests {
 
     #[test]
     fn unwraps_sns_envelope() {
-        let body = serde_json::json!({"Type": "Notification", "Message": s3_body("apps/a.zip", "ObjectCreated:Put")}).to_string();
+        let body = serde_json::json!({"Type": "Notification", "Message": s3_body("apps/a.zip", "ObjectCreated:Put")})
+            .to_string();
         assert_eq!(only(parse(&body).unwrap()).key, "apps/a.zip");
     }
 
@@ -299,10 +288,7 @@ mod tests {
     #[test]
     fn non_events_are_errors() {
         assert!(matches!(parse("not json"), Err(EventError::NotJson(_))));
-        assert!(matches!(
-            parse(r#"{"hello": 1}"#),
-            Err(EventError::NotAnEvent(_))
-        ));
+        assert!(matches!(parse(r#"{"hello": 1}"#), Err(EventError::NotAnEvent(_))));
         assert!(matches!(
             parse(r#"{"Records": [{"x": 1}]}"#),
             Err(EventError::NotAnEvent(_))

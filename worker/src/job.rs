@@ -78,10 +78,7 @@ pub async fn handle(ctx: &Context, message: &Received) -> Disposition {
 
 fn skip_reason(config: &Config, object: &ObjectCreated) -> Option<String> {
     if !object.key.starts_with(&config.source_prefix) {
-        return Some(format!(
-            "outside the source prefix `{}`",
-            config.source_prefix
-        ));
+        return Some(format!("outside the source prefix `{}`", config.source_prefix));
     }
     if !object.key.ends_with(".zip") {
         return Some("not a .zip".into());
@@ -94,11 +91,7 @@ fn skip_reason(config: &Config, object: &ObjectCreated) -> Option<String> {
 struct Timings(BTreeMap<&'static str, u64>);
 
 impl Timings {
-    async fn time<T>(
-        &mut self,
-        stage: &'static str,
-        fut: impl std::future::Future<Output = T>,
-    ) -> T {
+    async fn time<T>(&mut self, stage: &'static str, fut: impl std::future::Future<Output = T>) -> T {
         let start = Instant::now();
         let out = fut.await;
         let elapsed = start.elapsed();
@@ -199,26 +192,18 @@ async fn work_object(ctx: &Context, message: &Received, object: &ObjectCreated) 
             // The outcome is not on record: keep the message so the job runs again.
             tracing::warn!(error = %err, "Cannot write the status report; the message will be retried.");
             if disposition == Disposition::Delete {
-                disposition = Disposition::RetryAfter(queue::retry_delay(
-                    ctx.config.retry_base_secs,
-                    message.receive_count,
-                ));
+                disposition =
+                    Disposition::RetryAfter(queue::retry_delay(ctx.config.retry_base_secs, message.receive_count));
             }
         }
     }
     disposition
 }
 
-async fn run_stages(
-    ctx: &Context,
-    object: &ObjectCreated,
-    timings: &mut Timings,
-) -> Result<Done, JobError> {
+async fn run_stages(ctx: &Context, object: &ObjectCreated, timings: &mut Timings) -> Result<Done, JobError> {
     let config = &ctx.config;
     let work = match &config.work_dir {
-        Some(dir) => tempfile::Builder::new()
-            .prefix("auto-lambda-")
-            .tempdir_in(dir),
+        Some(dir) => tempfile::Builder::new().prefix("auto-lambda-").tempdir_in(dir),
         None => tempfile::Builder::new().prefix("auto-lambda-").tempdir(),
     }
     .map_err(JobError::WorkDir)?;
@@ -235,10 +220,7 @@ async fn run_stages(
     let limits = config.limits();
     let (upload_c, app_c) = (upload.clone(), app.clone());
     timings
-        .time(
-            "unpack",
-            blocking(move || artifact::unpack(&upload_c, &app_c, &limits)),
-        )
+        .time("unpack", blocking(move || artifact::unpack(&upload_c, &app_c, &limits)))
         .await??;
 
     let spec = manifest::resolve(
@@ -322,11 +304,7 @@ async fn deploy_if_newer(
         tag_value(&format!(
             "{}#{}",
             object.key,
-            object
-                .version_id
-                .as_deref()
-                .or(object.etag.as_deref())
-                .unwrap_or("")
+            object.version_id.as_deref().or(object.etag.as_deref()).unwrap_or("")
         )),
     );
     let code = if package.size > deploy::MAX_DIRECT_UPLOAD_BYTES {
@@ -420,9 +398,7 @@ pub fn default_name(key: &str) -> String {
         .to_owned()
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, JobError> {
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, JobError> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| JobError::WorkDir(std::io::Error::other(e)))

@@ -77,8 +77,7 @@ pub async fn preflight(config: &Config, clients: &Clients) -> Result<(), StartEr
         match attempt {
             Ok(_) => return Ok(()),
             Err(err) => {
-                let reason =
-                    aws_smithy_types::error::display::DisplayErrorContext(&err).to_string();
+                let reason = aws_smithy_types::error::display::DisplayErrorContext(&err).to_string();
                 let permanent = error::sdk(&err, |_| false) == error::Class::Permanent;
                 if permanent || tokio::time::Instant::now() + delay > deadline {
                     return Err(StartError::QueueUnreachable {
@@ -97,19 +96,12 @@ pub async fn preflight(config: &Config, clients: &Clients) -> Result<(), StartEr
 /// Runs the worker until `shutdown` is cancelled, then drains. Returns once every job has
 /// finished or been handed back.
 pub async fn run(config: Config, clients: Clients, shutdown: CancellationToken) {
-    let shared_cache = config
-        .cache_bucket
-        .as_ref()
-        .map(|bucket| build::cache::Shared {
-            s3: clients.s3.clone(),
-            bucket: bucket.clone(),
-            prefix: config.cache_prefix.clone(),
-        });
-    let cache = match build::cache::Cache::new(
-        config.cache_dir(),
-        config.cache_max_bytes,
-        shared_cache,
-    ) {
+    let shared_cache = config.cache_bucket.as_ref().map(|bucket| build::cache::Shared {
+        s3: clients.s3.clone(),
+        bucket: bucket.clone(),
+        prefix: config.cache_prefix.clone(),
+    });
+    let cache = match build::cache::Cache::new(config.cache_dir(), config.cache_max_bytes, shared_cache) {
         Ok(cache) => cache,
         Err(err) => {
             // Checked at start-up by `Config::validate`; only a race can get here.
@@ -161,8 +153,7 @@ pub async fn run(config: Config, clients: Clients, shutdown: CancellationToken) 
             }
             Err(err) => {
                 metrics::record_receive_error();
-                receive_backoff = (receive_backoff * 2)
-                    .clamp(Duration::from_millis(500), Duration::from_secs(30));
+                receive_backoff = (receive_backoff * 2).clamp(Duration::from_millis(500), Duration::from_secs(30));
                 tracing::warn!(error = %aws_smithy_types::error::display::DisplayErrorContext(&err), backoff_ms = receive_backoff.as_millis() as u64, "Receive failed; backing off.");
                 tokio::select! {
                     _ = shutdown.cancelled() => break,

@@ -85,10 +85,7 @@ pub enum ManifestError {
     #[error("lambda.toml is invalid: {0}")]
     Syntax(String),
     #[error("lambda.toml: {field} {problem}")]
-    Invalid {
-        field: &'static str,
-        problem: String,
-    },
+    Invalid { field: &'static str, problem: String },
     #[error("cannot detect the runtime: no lambda_function.py/app.py/handler.py/main.py, index.js/index.mjs or bootstrap at the zip root; set `runtime` in lambda.toml")]
     UnknownRuntime,
     #[error("runtime `{0}` is not supported; use one of: {list}", list = SUPPORTED_RUNTIMES.join(", "))]
@@ -121,17 +118,12 @@ pub fn resolve(
     default_name: &str,
     prefix: &str,
 ) -> Result<FunctionSpec, ManifestError> {
-    let name = format!(
-        "{prefix}{}",
-        manifest.name.as_deref().unwrap_or(default_name)
-    );
+    let name = format!("{prefix}{}", manifest.name.as_deref().unwrap_or(default_name));
     validate_name(&name)?;
 
     let runtime = match manifest.runtime {
         Some(r) => r,
-        None => detect_runtime(root)
-            .ok_or(ManifestError::UnknownRuntime)?
-            .to_owned(),
+        None => detect_runtime(root).ok_or(ManifestError::UnknownRuntime)?.to_owned(),
     };
     if !SUPPORTED_RUNTIMES.contains(&runtime.as_str()) {
         return Err(ManifestError::UnsupportedRuntime(runtime));
@@ -164,15 +156,16 @@ pub fn resolve(
         let ok = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
             && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !ok || key.starts_with("AWS_") {
-            return Err(invalid("environment", format!("key `{key}` must be letters, digits and _, start with a letter, and not start with AWS_")));
+            return Err(invalid(
+                "environment",
+                format!("key `{key}` must be letters, digits and _, start with a letter, and not start with AWS_"),
+            ));
         }
     }
     if let Some(alias) = &manifest.alias {
         let ok = !alias.is_empty()
             && alias.len() <= 128
-            && alias
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            && alias.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
             && !alias.chars().all(|c| c.is_ascii_digit());
         if !ok {
             return Err(invalid(
@@ -223,10 +216,7 @@ fn in_range(field: &'static str, value: i64, min: i64, max: i64) -> Result<i32, 
 
 /// Lambda function names: 1–64 of `[A-Za-z0-9_-]`.
 pub fn validate_name(name: &str) -> Result<(), ManifestError> {
-    let ok = (1..=64).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let ok = (1..=64).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if ok {
         Ok(())
     } else {
@@ -292,9 +282,7 @@ mod tests {
         assert_eq!((spec.memory_mb, spec.timeout_secs), (128, 30));
         let dir = app(&["index.mjs"]);
         assert_eq!(
-            resolve(Manifest::default(), dir.path(), "n", "")
-                .unwrap()
-                .handler,
+            resolve(Manifest::default(), dir.path(), "n", "").unwrap().handler,
             "index.handler"
         );
     }

@@ -45,24 +45,15 @@ fn metrics() -> &'static Metrics {
         let jobs = Family::<OutcomeLabel, Counter>::default();
         let stages = Family::<StageLabel, Histogram>::new_with_constructor(|| {
             Histogram::new([
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
-                300.0, 600.0,
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
             ])
         });
         let in_flight = Gauge::default();
         let receive_errors = Counter::default();
         registry.register("jobs", "Uploads worked, by outcome", jobs.clone());
-        registry.register(
-            "stage_duration_seconds",
-            "Time per job stage",
-            stages.clone(),
-        );
+        registry.register("stage_duration_seconds", "Time per job stage", stages.clone());
         registry.register("jobs_in_flight", "Jobs being worked now", in_flight.clone());
-        registry.register(
-            "receive_errors",
-            "Failed SQS receives",
-            receive_errors.clone(),
-        );
+        registry.register("receive_errors", "Failed SQS receives", receive_errors.clone());
         Metrics {
             registry: Arc::new(registry),
             jobs,

@@ -53,11 +53,7 @@ pub enum PackageError {
     #[error("path `{0}` is not UTF-8 and cannot go into a Lambda package")]
     NotUtf8(String),
     #[error("the function would be {bytes} bytes unzipped; Lambda allows {limit}. Largest directories: {largest}")]
-    TooLarge {
-        bytes: u64,
-        limit: u64,
-        largest: String,
-    },
+    TooLarge { bytes: u64, limit: u64, largest: String },
 }
 
 #[derive(Debug)]
@@ -85,20 +81,11 @@ pub fn build(root: &Path, out: &Path) -> Result<Package, PackageError> {
 }
 
 /// Zips the tree under `root`, merged with the entries of the dependency zip `deps`, into `out`.
-pub fn build_with_deps(
-    root: &Path,
-    deps: Option<&Path>,
-    out: &Path,
-) -> Result<Package, PackageError> {
+pub fn build_with_deps(root: &Path, deps: Option<&Path>, out: &Path) -> Result<Package, PackageError> {
     build_limited(root, deps, out, MAX_UNZIPPED_BYTES)
 }
 
-fn build_limited(
-    root: &Path,
-    deps: Option<&Path>,
-    out: &Path,
-    limit: u64,
-) -> Result<Package, PackageError> {
+fn build_limited(root: &Path, deps: Option<&Path>, out: &Path, limit: u64) -> Result<Package, PackageError> {
     let mut entries = collect(root)?;
     let mut deps_archive = match deps {
         Some(path) => {
@@ -115,9 +102,7 @@ fn build_limited(
         for i in 0..archive.len() {
             let entry = archive.by_index_raw(i)?;
             let name = std::str::from_utf8(entry.name_raw())
-                .map_err(|_| {
-                    PackageError::NotUtf8(String::from_utf8_lossy(entry.name_raw()).into_owned())
-                })?
+                .map_err(|_| PackageError::NotUtf8(String::from_utf8_lossy(entry.name_raw()).into_owned()))?
                 .to_owned();
             dep_entries.insert(name, (i, entry.size()));
         }
@@ -150,14 +135,10 @@ fn build_limited(
         let name = entry.name.as_str();
         match &entry.kind {
             Kind::Raw(index) => {
-                let archive = deps_archive
-                    .as_mut()
-                    .expect("raw entries come from the deps archive");
+                let archive = deps_archive.as_mut().expect("raw entries come from the deps archive");
                 zip.raw_copy_file(archive.by_index_raw(*index)?)?;
             }
-            Kind::Symlink(target) => {
-                zip.add_symlink(name, target.as_str(), base.unix_permissions(0o777))?
-            }
+            Kind::Symlink(target) => zip.add_symlink(name, target.as_str(), base.unix_permissions(0o777))?,
             Kind::File { executable } => {
                 let mode = if *executable || name == "bootstrap" {
                     0o755
@@ -167,8 +148,7 @@ fn build_limited(
                 // Large entries need ZIP64 headers; decided per entry, so small packages stay classic.
                 zip.start_file(
                     name,
-                    base.unix_permissions(mode)
-                        .large_file(entry.size >= u32::MAX as u64),
+                    base.unix_permissions(mode).large_file(entry.size >= u32::MAX as u64),
                 )?;
                 let read_error = |source| PackageError::Read {
                     path: entry.name.clone(),
@@ -187,9 +167,7 @@ fn build_limited(
     }
     let mut writer = zip.finish()?;
     writer.flush().map_err(PackageError::Write)?;
-    let mut file = writer
-        .into_inner()
-        .map_err(|e| PackageError::Write(e.into_error()))?;
+    let mut file = writer.into_inner().map_err(|e| PackageError::Write(e.into_error()))?;
     file.sync_all().map_err(PackageError::Write)?;
     let size = file.stream_position().map_err(PackageError::Write)?;
     Ok(Package {
@@ -233,10 +211,7 @@ fn collect(root: &Path) -> Result<Vec<Entry>, PackageError> {
     let mut entries = Vec::new();
     for item in walkdir::WalkDir::new(root).follow_links(false).min_depth(1) {
         let item = item.map_err(|e| PackageError::Read {
-            path: e
-                .path()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
+            path: e.path().map(|p| p.display().to_string()).unwrap_or_default(),
             source: e.into(),
         })?;
         let relative = item
@@ -353,14 +328,8 @@ mod tests {
         sorted.sort();
         assert_eq!(names, ["app.py", "bootstrap", "pkg/a.py", "pkg/sub/z.py"]);
         assert_eq!(names, sorted);
-        assert_eq!(
-            zip.by_name("bootstrap").unwrap().unix_mode().unwrap() & 0o777,
-            0o755
-        );
-        assert_eq!(
-            zip.by_name("app.py").unwrap().unix_mode().unwrap() & 0o777,
-            0o644
-        );
+        assert_eq!(zip.by_name("bootstrap").unwrap().unix_mode().unwrap() & 0o777, 0o755);
+        assert_eq!(zip.by_name("app.py").unwrap().unix_mode().unwrap() & 0o777, 0o644);
     }
 
     #[test]
@@ -368,11 +337,7 @@ mod tests {
         let deps_tree = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(deps_tree.path().join("six-1.0.dist-info")).unwrap();
         std::fs::write(deps_tree.path().join("six.py"), "x = 1\n".repeat(100)).unwrap();
-        std::fs::write(
-            deps_tree.path().join("six-1.0.dist-info/RECORD"),
-            "six.py\n",
-        )
-        .unwrap();
+        std::fs::write(deps_tree.path().join("six-1.0.dist-info/RECORD"), "six.py\n").unwrap();
         std::fs::write(deps_tree.path().join("app.py"), "from deps\n").unwrap();
         let out = tempfile::tempdir().unwrap();
         let deps = build(deps_tree.path(), &out.path().join("deps.zip")).unwrap();
@@ -395,18 +360,11 @@ mod tests {
             ]
         );
         let mut app_py = String::new();
-        zip.by_name("app.py")
-            .unwrap()
-            .read_to_string(&mut app_py)
-            .unwrap();
-        assert_eq!(
-            app_py, "from deps\n",
-            "the built dependency wins a name clash"
-        );
+        zip.by_name("app.py").unwrap().read_to_string(&mut app_py).unwrap();
+        assert_eq!(app_py, "from deps\n", "the built dependency wins a name clash");
 
         // Same inputs, same bytes: a warm build equals a cold one.
-        let again =
-            build_with_deps(app.path(), Some(&deps.path), &out.path().join("q.zip")).unwrap();
+        let again = build_with_deps(app.path(), Some(&deps.path), &out.path().join("q.zip")).unwrap();
         assert_eq!(p.code_sha256, again.code_sha256);
     }
 
@@ -421,10 +379,7 @@ mod tests {
         let err = build_limited(dir.path(), None, &out.path().join("p.zip"), 1000)
             .unwrap_err()
             .to_string();
-        assert!(
-            err.contains("3010 bytes") && err.contains("numpy/core 0.0 MB"),
-            "{err}"
-        );
+        assert!(err.contains("3010 bytes") && err.contains("numpy/core 0.0 MB"), "{err}");
         assert!(!out.path().join("p.zip").exists(), "nothing written");
     }
 

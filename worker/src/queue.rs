@@ -28,10 +28,7 @@ pub struct Received {
 
 impl Queue {
     pub fn new(sqs: aws_sdk_sqs::Client, url: impl Into<String>) -> Self {
-        Self {
-            sqs,
-            url: url.into(),
-        }
+        Self { sqs, url: url.into() }
     }
 
     pub fn url(&self) -> &str {
@@ -125,8 +122,7 @@ pub fn retry_delay(base_secs: u64, receive_count: u32) -> Duration {
         .saturating_mul(1 << receive_count.saturating_sub(1).min(7))
         .min(900);
     let jitter = jitter_fraction();
-    Duration::from_millis(((base as f64) * 1000.0 * (0.8 + 0.4 * jitter)) as u64)
-        .min(Duration::from_secs(900))
+    Duration::from_millis(((base as f64) * 1000.0 * (0.8 + 0.4 * jitter)) as u64).min(Duration::from_secs(900))
 }
 
 /// A number in [0, 1) from the clock: enough to spread retries, no RNG dependency.

@@ -48,17 +48,16 @@ async fn native_extension_is_compiled_imported_and_cached() {
     );
     let deps = cached_deps(cache.path());
     let names = zip_names(&deps);
-    assert!(
-        names
-            .iter()
-            .any(|n| n.starts_with("fastsum") && n.ends_with(".so")),
-        "the compiled extension was built: {names:?}"
-    );
+    let so = names
+        .iter()
+        .find(|n| n.starts_with("fastsum") && n.ends_with(".so"))
+        .unwrap_or_else(|| panic!("no compiled extension in {names:?}"));
+    let elf = zip_entry(&deps, so);
+    assert_eq!(&elf[..4], b"\x7fELF", "{so} is an ELF object");
+    assert_eq!(elf[4], 2, "64-bit");
+    assert_eq!(u16::from_le_bytes([elf[18], elf[19]]), 0x3e, "e_machine is x86-64");
     // Lambda runs exactly the app plus those built dependencies.
-    assert_eq!(
-        aws.code_sha256("native").await,
-        expected_sha_with_deps(&files, &deps)
-    );
+    assert_eq!(aws.code_sha256("native").await, expected_sha_with_deps(&files, &deps));
 
     // A code-only change: the dependencies come from the cache, no container runs.
     for (name, content) in &mut files {
@@ -89,6 +88,12 @@ async fn native_extension_is_compiled_imported_and_cached() {
         0,
         "every build container was removed"
     );
+
+    // The same input under another name: a byte-identical package.
+    let id3 = aws.upload(&stack, "apps/native-copy.zip", zip_owned(&files)).await;
+    let copy = aws.wait_report(&stack, "apps/native-copy.zip", &id3, T).await;
+    assert_eq!(copy["code_sha256"], warm["code_sha256"], "same input, same bytes");
+    assert_eq!(aws.code_sha256("native-copy").await, aws.code_sha256("native").await);
     drop(worker);
 }
 
@@ -166,20 +171,12 @@ async fn broken_builds_are_permanent_failures_with_the_log() {
             *content = b"import fastsum\nimport not_installed_anywhere\ndef handler(e, c):\n    return 1\n".to_vec();
         }
     }
-    let id = aws
-        .upload(&stack, "apps/badimport.zip", zip_owned(&bad_import))
-        .await;
+    let id = aws.upload(&stack, "apps/badimport.zip", zip_owned(&bad_import)).await;
     let r = aws.wait_report(&stack, "apps/badimport.zip", &id, T).await;
     assert_eq!(r["outcome"], "failed", "{r:#}");
+    assert!(r["error"].as_str().unwrap().contains("does not import"), "{r:#}");
     assert!(
-        r["error"].as_str().unwrap().contains("does not import"),
-        "{r:#}"
-    );
-    assert!(
-        r["build_log_tail"]
-            .as_str()
-            .unwrap()
-            .contains("not_installed_anywhere"),
+        r["build_log_tail"].as_str().unwrap().contains("not_installed_anywhere"),
         "{r:#}"
     );
     assert!(
@@ -202,10 +199,7 @@ async fn broken_builds_are_permanent_failures_with_the_log() {
     let id = aws.upload(&stack, "apps/armapp.zip", zip_owned(&arm)).await;
     let r = aws.wait_report(&stack, "apps/armapp.zip", &id, T).await;
     assert_eq!(r["outcome"], "failed", "{r:#}");
-    assert!(
-        r["error"].as_str().unwrap().contains("cannot build arm64"),
-        "{r:#}"
-    );
+    assert!(r["error"].as_str().unwrap().contains("cannot build arm64"), "{r:#}");
     assert_eq!(build_containers_left(worker.child.id()), 0);
 }
 
@@ -214,7 +208,11 @@ fn app_with_setup(body: &str) -> Vec<(String, Vec<u8>)> {
     vec![
         ("app.py".into(), b"def handler(e, c):\n    return 1\n".to_vec()),
         ("requirements.txt".into(), b"./vendor/pkg\n".to_vec()),
-        ("vendor/pkg/setup.py".into(), format!("{body}\nfrom setuptools import setup\nsetup(name='pkg', version='1.0', py_modules=[])\n").into_bytes()),
+        (
+            "vendor/pkg/setup.py".into(),
+            format!("{body}\nfrom setuptools import setup\nsetup(name='pkg', version='1.0', py_modules=[])\n")
+                .into_bytes(),
+        ),
     ]
 }
 
@@ -245,36 +243,18 @@ async fn runaway_and_escaping_builds_are_stopped() {
     let r = aws.wait_report(&stack, "apps/forever.zip", &id, T).await;
     assert_eq!(r["outcome"], "failed", "{r:#}");
     assert_eq!(r["error_class"], "permanent");
-    assert!(
-        r["error"]
-            .as_str()
-            .unwrap()
-            .contains("did not finish within"),
-        "{r:#}"
-    );
-    assert_eq!(
-        build_containers_left(worker.child.id()),
-        0,
-        "docker ps -a is clean"
-    );
+    assert!(r["error"].as_str().unwrap().contains("did not finish within"), "{r:#}");
+    assert_eq!(build_containers_left(worker.child.id()), 0, "docker ps -a is clean");
 
     // A build that writes outside /out fails: the source and the root are read-only.
-    for (name, target) in [
-        ("escape-src", "/src/pwned"),
-        ("escape-root", "/usr/lib/pwned"),
-    ] {
+    for (name, target) in [("escape-src", "/src/pwned"), ("escape-root", "/usr/lib/pwned")] {
         let body = format!("open('{target}', 'w').write('x')");
         let key = format!("apps/{name}.zip");
-        let id = aws
-            .upload(&stack, &key, zip_owned(&app_with_setup(&body)))
-            .await;
+        let id = aws.upload(&stack, &key, zip_owned(&app_with_setup(&body))).await;
         let r = aws.wait_report(&stack, &key, &id, T).await;
         assert_eq!(r["outcome"], "failed", "{r:#}");
         assert!(
-            r["build_log_tail"]
-                .as_str()
-                .unwrap()
-                .contains("Read-only file system"),
+            r["build_log_tail"].as_str().unwrap().contains("Read-only file system"),
             "{r:#}"
         );
     }
@@ -313,10 +293,7 @@ async fn build_container_is_locked_down() {
     let mut running = Vec::new();
     let deadline = std::time::Instant::now() + T;
     while running.is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no build container appeared"
-        );
+        assert!(std::time::Instant::now() < deadline, "no build container appeared");
         let options = ListContainersOptions {
             all: false,
             filters: Some(filters.clone()),
@@ -345,22 +322,14 @@ async fn build_container_is_locked_down() {
     assert_eq!(hc.readonly_rootfs, Some(true));
     assert_eq!(hc.pids_limit, Some(512));
     assert_eq!(hc.memory, Some(2048 << 20));
-    assert_eq!(
-        hc.memory_swap,
-        Some(2048 << 20),
-        "no swap beyond the memory limit"
-    );
+    assert_eq!(hc.memory_swap, Some(2048 << 20), "no swap beyond the memory limit");
     assert_eq!(hc.nano_cpus, Some(2_000_000_000));
     assert_eq!(hc.network_mode.as_deref(), Some("none"));
     assert_eq!(hc.privileged, Some(false));
     let binds = hc.binds.unwrap_or_default();
     assert!(binds.iter().any(|b| b.ends_with(":/src:ro")), "{binds:?}");
     assert!(binds.iter().any(|b| b.ends_with(":/out:rw")), "{binds:?}");
-    assert_eq!(
-        binds.len(),
-        2,
-        "nothing else from the host is mounted: {binds:?}"
-    );
+    assert_eq!(binds.len(), 2, "nothing else from the host is mounted: {binds:?}");
     assert!(hc.tmpfs.unwrap_or_default().contains_key("/tmp"));
 
     let r = aws.wait_report(&stack, "apps/inspected.zip", &id, T).await;

@@ -65,9 +65,7 @@ async fn sigkill_mid_build_loses_nothing() {
     let a = args(cache.path(), &[]);
 
     let mut first = Worker::spawn(&stack, &refs(&a));
-    let id = aws
-        .upload(&stack, "apps/slow.zip", zip_owned(&slow_app(4)))
-        .await;
+    let id = aws.upload(&stack, "apps/slow.zip", zip_owned(&slow_app(4))).await;
     wait_for_build_container(&first).await;
     first.signal("KILL");
     first.wait_exit(Duration::from_secs(5));
@@ -101,25 +99,15 @@ async fn sigterm_lets_the_job_finish_within_grace() {
     let a = args(cache.path(), &["--shutdown-grace-secs", "60"]);
 
     let mut worker = Worker::spawn(&stack, &refs(&a));
-    let id = aws
-        .upload(&stack, "apps/graceful.zip", zip_owned(&slow_app(3)))
-        .await;
+    let id = aws.upload(&stack, "apps/graceful.zip", zip_owned(&slow_app(3))).await;
     wait_for_build_container(&worker).await;
     let signalled = std::time::Instant::now();
     worker.signal("TERM");
-    assert_eq!(
-        worker.wait_exit(Duration::from_secs(60)),
-        Some(0),
-        "{}",
-        worker.log()
-    );
+    assert_eq!(worker.wait_exit(Duration::from_secs(60)), Some(0), "{}", worker.log());
     let report = aws
         .wait_report(&stack, "apps/graceful.zip", &id, Duration::from_secs(5))
         .await;
-    assert_eq!(
-        report["outcome"], "deployed",
-        "the job in hand finished: {report:#}"
-    );
+    assert_eq!(report["outcome"], "deployed", "the job in hand finished: {report:#}");
     assert!(signalled.elapsed() < Duration::from_secs(60));
     assert_eq!(
         aws.queue_counts(&stack.queue_url).await,
@@ -137,27 +125,15 @@ async fn sigterm_hands_the_message_back_when_grace_runs_out() {
     let cache = tempfile::tempdir().unwrap();
     let a = args(
         cache.path(),
-        &[
-            "--shutdown-grace-secs",
-            "1",
-            "--visibility-timeout-secs",
-            "60",
-        ],
+        &["--shutdown-grace-secs", "1", "--visibility-timeout-secs", "60"],
     );
 
     let mut worker = Worker::spawn(&stack, &refs(&a));
-    let id = aws
-        .upload(&stack, "apps/cutoff.zip", zip_owned(&slow_app(20)))
-        .await;
+    let id = aws.upload(&stack, "apps/cutoff.zip", zip_owned(&slow_app(20))).await;
     wait_for_build_container(&worker).await;
     let signalled = std::time::Instant::now();
     worker.signal("TERM");
-    assert_eq!(
-        worker.wait_exit(Duration::from_secs(15)),
-        Some(0),
-        "{}",
-        worker.log()
-    );
+    assert_eq!(worker.wait_exit(Duration::from_secs(15)), Some(0), "{}", worker.log());
     assert!(
         signalled.elapsed() < Duration::from_secs(10),
         "exited soon after the grace period"
@@ -172,11 +148,7 @@ async fn sigterm_hands_the_message_back_when_grace_runs_out() {
         aws.queue_counts(&stack.queue_url).await == (1, 0)
     })
     .await;
-    assert!(
-        worker.log().contains("handing its message back"),
-        "{}",
-        worker.log()
-    );
+    assert!(worker.log().contains("handing its message back"), "{}", worker.log());
 
     // Another worker takes it and finishes.
     let fast = args(cache.path(), &[]);

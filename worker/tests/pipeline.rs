@@ -10,17 +10,11 @@ use std::time::Duration;
 use support::*;
 
 const HELLO_V1: &[(&str, &[u8])] = &[
-    (
-        "app.py",
-        b"def handler(event, context):\n    return {'v': 1}\n",
-    ),
+    ("app.py", b"def handler(event, context):\n    return {'v': 1}\n"),
     ("lib/util.py", b"X = 1\n"),
 ];
 const HELLO_V2: &[(&str, &[u8])] = &[
-    (
-        "app.py",
-        b"def handler(event, context):\n    return {'v': 2}\n",
-    ),
+    ("app.py", b"def handler(event, context):\n    return {'v': 2}\n"),
     ("lib/util.py", b"X = 1\n"),
 ];
 
@@ -33,9 +27,7 @@ async fn upload_deploys_then_changed_upload_updates() {
 
     let key = "apps/hello-api.zip";
     let id = aws.upload(&stack, key, zip_of(HELLO_V1)).await;
-    let report = aws
-        .wait_report(&stack, key, &id, Duration::from_secs(30))
-        .await;
+    let report = aws.wait_report(&stack, key, &id, Duration::from_secs(30)).await;
     assert_eq!(report["outcome"], "deployed", "{report:#}");
     assert_eq!(report["function_name"], "hello-api");
     let want = expected_sha(HELLO_V1);
@@ -60,15 +52,10 @@ async fn upload_deploys_then_changed_upload_updates() {
         "runtime detected from app.py"
     );
     assert_eq!(cfg.handler(), Some("app.handler"));
-    assert_eq!(
-        cfg.last_update_status().map(|s| s.as_str()),
-        Some("Successful")
-    );
+    assert_eq!(cfg.last_update_status().map(|s| s.as_str()), Some("Successful"));
 
     let id2 = aws.upload(&stack, key, zip_of(HELLO_V2)).await;
-    let report = aws
-        .wait_report(&stack, key, &id2, Duration::from_secs(30))
-        .await;
+    let report = aws.wait_report(&stack, key, &id2, Duration::from_secs(30)).await;
     assert_eq!(report["outcome"], "deployed", "{report:#}");
     let want2 = expected_sha(HELLO_V2);
     assert_ne!(want, want2);
@@ -99,9 +86,7 @@ async fn manifest_sets_name_runtime_and_alias() {
     ];
     let key = "apps/whatever.zip";
     let id = aws.upload(&stack, key, zip_of(files)).await;
-    let report = aws
-        .wait_report(&stack, key, &id, Duration::from_secs(30))
-        .await;
+    let report = aws.wait_report(&stack, key, &id, Duration::from_secs(30)).await;
     assert_eq!(report["outcome"], "deployed", "{report:#}");
     assert_eq!(report["function_name"], "team-orders");
 
@@ -117,10 +102,7 @@ async fn manifest_sets_name_runtime_and_alias() {
     assert_eq!(cfg.handler(), Some("svc.main"));
     assert_eq!(cfg.memory_size(), Some(512));
     assert_eq!(cfg.timeout(), Some(20));
-    assert_eq!(
-        cfg.environment().unwrap().variables().unwrap()["STAGE"],
-        "test"
-    );
+    assert_eq!(cfg.environment().unwrap().variables().unwrap()["STAGE"], "test");
     let alias = aws
         .lambda
         .get_alias()
@@ -148,10 +130,7 @@ async fn package_over_50_mb_goes_through_s3_artifacts() {
         x ^= x << 17;
         chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
     }
-    let files: Vec<(&str, &[u8])> = vec![
-        ("app.py", b"def handler(e, c):\n    return 1\n"),
-        ("model.bin", &noise),
-    ];
+    let files: Vec<(&str, &[u8])> = vec![("app.py", b"def handler(e, c):\n    return 1\n"), ("model.bin", &noise)];
     let id = aws.upload(&stack, "apps/big.zip", zip_of(&files)).await;
     let report = aws
         .wait_report(&stack, "apps/big.zip", &id, Duration::from_secs(120))
@@ -167,11 +146,7 @@ async fn package_over_50_mb_goes_through_s3_artifacts() {
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        listed.contents().len(),
-        1,
-        "the package was staged under artifacts/"
-    );
+    assert_eq!(listed.contents().len(), 1, "the package was staged under artifacts/");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -188,21 +163,10 @@ async fn every_pure_example_deploys_as_it_is() {
         let files = dir_files(&repo_root().join("examples").join(example));
         let key = format!("apps/{example}.zip");
         let id = aws.upload(&stack, &key, zip_owned(&files)).await;
-        let report = aws
-            .wait_report(&stack, &key, &id, Duration::from_secs(30))
-            .await;
+        let report = aws.wait_report(&stack, &key, &id, Duration::from_secs(30)).await;
         assert_eq!(report["outcome"], "deployed", "{example}: {report:#}");
-        let f = aws
-            .lambda
-            .get_function()
-            .function_name(example)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            f.configuration().unwrap().runtime().unwrap().as_str(),
-            runtime
-        );
+        let f = aws.lambda.get_function().function_name(example).send().await.unwrap();
+        assert_eq!(f.configuration().unwrap().runtime().unwrap().as_str(), runtime);
     }
 }
 

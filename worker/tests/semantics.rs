@@ -20,10 +20,7 @@ fn app(version: u32) -> Vec<(String, Vec<u8>)> {
 }
 
 fn as_refs(files: &[(String, Vec<u8>)]) -> Vec<(&str, &[u8])> {
-    files
-        .iter()
-        .map(|(n, c)| (n.as_str(), c.as_slice()))
-        .collect()
+    files.iter().map(|(n, c)| (n.as_str(), c.as_slice())).collect()
 }
 
 /// Takes every message off the queue (the test plays the notification service), skipping
@@ -83,9 +80,7 @@ async fn duplicated_event_deploys_once() {
     let stack = moto.bootstrap("dup", false);
     let aws = Aws::new(&stack.endpoint).await;
     let files = app(1);
-    let id = aws
-        .upload(&stack, "apps/dup.zip", zip_of(&as_refs(&files)))
-        .await;
+    let id = aws.upload(&stack, "apps/dup.zip", zip_of(&as_refs(&files))).await;
     let body = drain_bodies(&aws, &stack.queue_url, 1).await.remove(0);
     for _ in 0..5 {
         send(&aws, &stack.queue_url, &body).await;
@@ -94,16 +89,11 @@ async fn duplicated_event_deploys_once() {
     let worker = Worker::spawn(&stack, &["--concurrency", "4"]);
     eventually(T, "queue drained", || queue_settled(&aws, &stack.queue_url)).await;
     eventually(T, "five outcomes counted", || async {
-        worker
-            .outcomes(&["deployed", "unchanged", "stale-skipped"])
-            .await
-            == 5.0
+        worker.outcomes(&["deployed", "unchanged", "stale-skipped"]).await == 5.0
     })
     .await;
     assert_eq!(
-        worker
-            .metric("auto_lambda_jobs_total{outcome=\"deployed\"}")
-            .await,
+        worker.metric("auto_lambda_jobs_total{outcome=\"deployed\"}").await,
         1.0,
         "exactly one deploy"
     );
@@ -142,13 +132,7 @@ async fn events_out_of_order_end_at_newest() {
     let bodies = drain_bodies(&aws, &stack.queue_url, 3).await;
     // moto leaves versionId out of its events; S3 puts it in. Add it as S3 would, so the worker
     // fetches each exact version and the function's ordering tag is what decides.
-    let body_of = |id: &str| {
-        with_version_id(
-            &bodies,
-            &aws_etags[ids.iter().position(|i| i == id).unwrap()],
-            id,
-        )
-    };
+    let body_of = |id: &str| with_version_id(&bodies, &aws_etags[ids.iter().position(|i| i == id).unwrap()], id);
     // Deliver v3, then v1, then v2, to one worker working one job at a time.
     let worker = Worker::spawn(&stack, &["--concurrency", "1"]);
     for i in [2, 0, 1] {
@@ -169,11 +153,7 @@ async fn events_out_of_order_end_at_newest() {
         expected_sha(&as_refs(&app(3))),
         "the function ends at v3"
     );
-    assert_eq!(
-        aws.versions("ordered").await,
-        ["1"],
-        "nothing deployed over v3"
-    );
+    assert_eq!(aws.versions("ordered").await, ["1"], "nothing deployed over v3");
     drop(worker);
 }
 
@@ -219,18 +199,11 @@ async fn bad_uploads_and_messages_are_reported_once_and_worker_goes_on() {
         .await;
     send(&aws, &stack.queue_url, "hello, I am not an event").await;
 
-    let r = aws
-        .wait_report(&stack, "apps/corrupt.zip", &corrupt, T)
-        .await;
+    let r = aws.wait_report(&stack, "apps/corrupt.zip", &corrupt, T).await;
     assert_eq!(r["outcome"], "failed");
     assert_eq!(r["error_class"], "permanent");
-    assert!(
-        r["error"].as_str().unwrap().contains("not a valid zip"),
-        "{r:#}"
-    );
-    let r = aws
-        .wait_report(&stack, "apps/badmanifest.zip", &manifest, T)
-        .await;
+    assert!(r["error"].as_str().unwrap().contains("not a valid zip"), "{r:#}");
+    let r = aws.wait_report(&stack, "apps/badmanifest.zip", &manifest, T).await;
     assert_eq!(r["outcome"], "failed");
     assert!(
         r["error"].as_str().unwrap().contains("memroy"),
@@ -239,27 +212,16 @@ async fn bad_uploads_and_messages_are_reported_once_and_worker_goes_on() {
 
     eventually(T, "queue drained", || queue_settled(&aws, &stack.queue_url)).await;
     eventually(T, "non-event counted", || async {
-        worker
-            .metric("auto_lambda_jobs_total{outcome=\"not-an-event\"}")
-            .await
-            == 1.0
+        worker.metric("auto_lambda_jobs_total{outcome=\"not-an-event\"}").await == 1.0
     })
     .await;
-    assert_eq!(
-        worker
-            .metric("auto_lambda_jobs_total{outcome=\"failed\"}")
-            .await,
-        2.0
-    );
+    assert_eq!(worker.metric("auto_lambda_jobs_total{outcome=\"failed\"}").await, 2.0);
     assert_eq!(
         aws.queue_counts(&stack.dlq_url).await,
         (0, 0),
         "permanent failures are not retried into the DLQ"
     );
-    assert!(
-        worker.log().contains("not an S3 event"),
-        "the non-event is logged"
-    );
+    assert!(worker.log().contains("not an S3 event"), "the non-event is logged");
 
     // Still working: a good upload after all that deploys.
     let good = aws

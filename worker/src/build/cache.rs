@@ -49,22 +49,14 @@ impl KeyBuilder {
     }
 
     pub fn finish(self) -> String {
-        self.0
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        self.0.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
 }
 
 impl Cache {
     pub fn new(dir: PathBuf, max_bytes: u64, shared: Option<Shared>) -> std::io::Result<Self> {
         std::fs::create_dir_all(&dir)?;
-        Ok(Self {
-            dir,
-            max_bytes,
-            shared,
-        })
+        Ok(Self { dir, max_bytes, shared })
     }
 
     fn path(&self, key: &str) -> PathBuf {
@@ -111,9 +103,7 @@ impl Cache {
         }
         if let Some(shared) = &self.shared {
             let upload = async {
-                let body = ByteStream::from_path(&local)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let body = ByteStream::from_path(&local).await.map_err(|e| e.to_string())?;
                 shared
                     .s3
                     .put_object()
@@ -122,9 +112,7 @@ impl Cache {
                     .body(body)
                     .send()
                     .await
-                    .map_err(|e| {
-                        aws_smithy_types::error::display::DisplayErrorContext(e).to_string()
-                    })
+                    .map_err(|e| aws_smithy_types::error::display::DisplayErrorContext(e).to_string())
             };
             if let Err(err) = upload.await {
                 tracing::warn!(error = %err, "Cannot upload dependencies to the shared cache.");

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, KillContainerOptions, ListContainersOptions,
-    LogsOptions, RemoveContainerOptions, StartContainerOptions, WaitContainerOptions,
+    CreateContainerOptions, CreateImageOptions, KillContainerOptions, ListContainersOptions, LogsOptions,
+    RemoveContainerOptions, StartContainerOptions, WaitContainerOptions,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -64,9 +64,7 @@ impl ContainerError {
     /// The container's output tail, where there was one.
     pub fn log_tail(&self) -> Option<&str> {
         match self {
-            ContainerError::Failed { log_tail, .. } | ContainerError::TimedOut(_, log_tail) => {
-                Some(log_tail)
-            }
+            ContainerError::Failed { log_tail, .. } | ContainerError::TimedOut(_, log_tail) => Some(log_tail),
             _ => None,
         }
     }
@@ -102,10 +100,7 @@ impl Sandbox {
     /// version, so that an older engine is spoken to in its own version.
     pub async fn connect(limits: Limits) -> Result<Self, ContainerError> {
         let docker = Docker::connect_with_local_defaults().map_err(ContainerError::Engine)?;
-        let docker = docker
-            .negotiate_version()
-            .await
-            .map_err(ContainerError::Engine)?;
+        let docker = docker.negotiate_version().await.map_err(ContainerError::Engine)?;
         docker.ping().await.map_err(ContainerError::Engine)?;
         Ok(Self {
             docker,
@@ -119,9 +114,7 @@ impl Sandbox {
     pub async fn image_id(&self, image: &str) -> Result<String, ContainerError> {
         match self.docker.inspect_image(image).await {
             Ok(info) => return Ok(info.id.unwrap_or_default()),
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => {}
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
             Err(source) => {
                 return Err(ContainerError::Image {
                     image: image.to_owned(),
@@ -141,14 +134,14 @@ impl Sandbox {
                 source,
             })?;
         }
-        let info =
-            self.docker
-                .inspect_image(image)
-                .await
-                .map_err(|source| ContainerError::Image {
-                    image: image.to_owned(),
-                    source,
-                })?;
+        let info = self
+            .docker
+            .inspect_image(image)
+            .await
+            .map_err(|source| ContainerError::Image {
+                image: image.to_owned(),
+                source,
+            })?;
         Ok(info.id.unwrap_or_default())
     }
 
@@ -171,12 +164,7 @@ impl Sandbox {
         ]);
         if let Some(ca) = &self.limits.ca_bundle {
             binds.push(format!("{}:/etc/auto-lambda/ca.pem:ro", ca.display()));
-            for var in [
-                "PIP_CERT",
-                "SSL_CERT_FILE",
-                "REQUESTS_CA_BUNDLE",
-                "NODE_EXTRA_CA_CERTS",
-            ] {
+            for var in ["PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS"] {
                 env.push(format!("{var}=/etc/auto-lambda/ca.pem"));
             }
         }
@@ -202,10 +190,7 @@ impl Sandbox {
             env: Some(env),
             user: Some(user),
             working_dir: Some("/tmp".to_owned()),
-            labels: Some(HashMap::from([(
-                OWNER_LABEL.to_owned(),
-                self.owner.clone(),
-            )])),
+            labels: Some(HashMap::from([(OWNER_LABEL.to_owned(), self.owner.clone())])),
             host_config: Some(host),
             ..Default::default()
         };
@@ -240,28 +225,18 @@ impl Sandbox {
             Err(_) => {
                 let _ = self
                     .docker
-                    .kill_container(
-                        id,
-                        Some(KillContainerOptions {
-                            signal: "KILL".into(),
-                        }),
-                    )
+                    .kill_container(id, Some(KillContainerOptions { signal: "KILL".into() }))
                     .await;
-                return Err(ContainerError::TimedOut(
-                    self.limits.timeout,
-                    self.log_tail(id).await,
-                ));
+                return Err(ContainerError::TimedOut(self.limits.timeout, self.log_tail(id).await));
             }
             Ok(Some(Ok(status))) => status.status_code,
             // bollard reports a non-zero exit as an error carrying the code.
             Ok(Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. }))) => code,
             Ok(Some(Err(e))) => return Err(ContainerError::Run(e)),
             Ok(None) => {
-                return Err(ContainerError::Run(
-                    bollard::errors::Error::DockerStreamError {
-                        error: "wait stream ended".into(),
-                    },
-                ))
+                return Err(ContainerError::Run(bollard::errors::Error::DockerStreamError {
+                    error: "wait stream ended".into(),
+                }))
             }
         };
         let log_tail = self.log_tail(id).await;
@@ -305,11 +280,7 @@ impl Sandbox {
     /// Removes build containers left behind by worker processes on this host that no longer
     /// exist (a SIGKILL leaves its container running). Returns how many were removed.
     pub async fn reap_orphans(&self) -> usize {
-        let host = self
-            .owner
-            .rsplit_once('/')
-            .map_or("", |(h, _)| h)
-            .to_owned();
+        let host = self.owner.rsplit_once('/').map_or("", |(h, _)| h).to_owned();
         let filters = HashMap::from([("label".to_owned(), vec![OWNER_LABEL.to_owned()])]);
         let options = ListContainersOptions {
             all: true,
@@ -338,12 +309,7 @@ impl Sandbox {
                         v: true,
                         ..Default::default()
                     };
-                    if self
-                        .docker
-                        .remove_container(&id, Some(options))
-                        .await
-                        .is_ok()
-                    {
+                    if self.docker.remove_container(&id, Some(options)).await.is_ok() {
                         removed += 1;
                     }
                 }
@@ -388,13 +354,8 @@ async fn remove(docker: &Docker, live: &Mutex<HashSet<String>>, id: &str) {
         ..Default::default()
     };
     match docker.remove_container(id, Some(options)).await {
-        Ok(())
-        | Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404, ..
-        }) => {
-            live.lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(id);
+        Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
+            live.lock().unwrap_or_else(PoisonError::into_inner).remove(id);
         }
         Err(err) => tracing::warn!(container = %id, error = %err, "Cannot remove build container."),
     }

@@ -64,10 +64,7 @@ pub enum BuildError {
     #[error("the handler does not import in the build image: {log_tail}")]
     SmokeTest { log_tail: String },
     #[error("cannot build {wanted} dependencies on this {host} worker; run the function's architecture on a matching worker group, or use --build-mode pip-platform")]
-    Architecture {
-        wanted: &'static str,
-        host: &'static str,
-    },
+    Architecture { wanted: &'static str, host: &'static str },
     #[error("package.json lists dependencies but there is no package-lock.json; npm ci needs a lock file")]
     NoLockFile,
     #[error("{0}")]
@@ -158,12 +155,7 @@ impl Builder {
 
     /// Builds (or finds in the cache) the dependencies of the app unpacked at `app`.
     /// `Ok(None)`: nothing to build.
-    pub async fn build(
-        &self,
-        app: &Path,
-        spec: &FunctionSpec,
-        work: &Path,
-    ) -> Result<Option<Deps>, BuildError> {
+    pub async fn build(&self, app: &Path, spec: &FunctionSpec, work: &Path) -> Result<Option<Deps>, BuildError> {
         let Some(ecosystem) = ecosystem(app, spec)? else {
             return Ok(None);
         };
@@ -186,7 +178,10 @@ impl Builder {
             }
             BuildMode::PipPlatform => {
                 if ecosystem != Ecosystem::Python {
-                    return Err(BuildError::Unsupported("--build-mode pip-platform builds Python dependencies only; Node apps need --build-mode docker".into()));
+                    return Err(BuildError::Unsupported(
+                        "--build-mode pip-platform builds Python dependencies only; Node apps need --build-mode docker"
+                            .into(),
+                    ));
                 }
                 format!("pip-platform:{}", self.settings.host_python)
             }
@@ -204,10 +199,7 @@ impl Builder {
         let out = work.join("deps");
         std::fs::create_dir(&out).map_err(BuildError::Io)?;
         let log_tail = match self.settings.mode {
-            BuildMode::Docker => {
-                self.build_in_container(app, &out, &image, spec, ecosystem)
-                    .await?
-            }
+            BuildMode::Docker => self.build_in_container(app, &out, &image, spec, ecosystem).await?,
             BuildMode::PipPlatform => self.build_with_pip_platform(app, &out, spec).await?,
         };
         let zip = work.join("deps.zip");
@@ -254,11 +246,7 @@ impl Builder {
         };
         let mut log = sandbox.run(step).await?;
         if self.settings.smoke_test && ecosystem == Ecosystem::Python {
-            log.push_str(
-                &self
-                    .smoke_test_python(sandbox, app, out, image, spec)
-                    .await?,
-            );
+            log.push_str(&self.smoke_test_python(sandbox, app, out, image, spec).await?);
         }
         Ok(log)
     }
@@ -272,10 +260,7 @@ impl Builder {
         image: &str,
         spec: &FunctionSpec,
     ) -> Result<String, BuildError> {
-        let (module, function) = spec
-            .handler
-            .rsplit_once('.')
-            .unwrap_or((&spec.handler, "handler"));
+        let (module, function) = spec.handler.rsplit_once('.').unwrap_or((&spec.handler, "handler"));
         let check = "import importlib, sys; sys.path[:0] = ['/src', '/out']; m = importlib.import_module(sys.argv[1]); getattr(m, sys.argv[2])";
         let step = Step {
             image,
@@ -300,12 +285,7 @@ impl Builder {
         }
     }
 
-    async fn build_with_pip_platform(
-        &self,
-        app: &Path,
-        out: &Path,
-        spec: &FunctionSpec,
-    ) -> Result<String, BuildError> {
+    async fn build_with_pip_platform(&self, app: &Path, out: &Path, spec: &FunctionSpec) -> Result<String, BuildError> {
         let version = spec.runtime.trim_start_matches("python");
         let arch = match spec.architecture {
             Architecture::X86_64 => "x86_64",
@@ -411,12 +391,7 @@ fn ecosystem(app: &Path, spec: &FunctionSpec) -> Result<Option<Ecosystem>, Build
 /// pip-platform), and the dependency files. A requirement that points into the app
 /// (`./vendor/pkg`, `-e .`, `file:…`) adds the files under that path, so a code-only change
 /// keeps hitting the cache while a change to a vendored package does not.
-fn cache_key(
-    app: &Path,
-    spec: &FunctionSpec,
-    ecosystem: Ecosystem,
-    toolchain: &str,
-) -> Result<String, BuildError> {
+fn cache_key(app: &Path, spec: &FunctionSpec, ecosystem: Ecosystem, toolchain: &str) -> Result<String, BuildError> {
     let files: &[&str] = match ecosystem {
         Ecosystem::Python => &["requirements.txt"],
         Ecosystem::Node => &["package.json", "package-lock.json"],
@@ -468,8 +443,7 @@ fn local_requirements(text: &str) -> Vec<PathBuf> {
                 None => (token, false),
             };
             let token = token.split('[').next().unwrap_or(token);
-            let is_local =
-                token == "." || token.starts_with("./") || (file_url && !token.is_empty());
+            let is_local = token == "." || token.starts_with("./") || (file_url && !token.is_empty());
             if is_local && !token.split('/').any(|c| c == "..") && !token.starts_with('/') {
                 out.push(PathBuf::from(token));
             }
@@ -480,9 +454,7 @@ fn local_requirements(text: &str) -> Vec<PathBuf> {
 
 fn tail(s: &str, max: usize) -> String {
     let start = s.len().saturating_sub(max);
-    let start = (start..s.len())
-        .find(|&i| s.is_char_boundary(i))
-        .unwrap_or(s.len());
+    let start = (start..s.len()).find(|&i| s.is_char_boundary(i)).unwrap_or(s.len());
     s[start..].to_owned()
 }
 
@@ -566,7 +538,9 @@ mod tests {
 
     #[test]
     fn local_requirement_paths() {
-        let got = local_requirements("six==1.16\n./vendor/a\n-e .\nb @ file:./vendor/b\n../escape\n/abs\nc[extra] @ https://x/y.whl\n");
+        let got = local_requirements(
+            "six==1.16\n./vendor/a\n-e .\nb @ file:./vendor/b\n../escape\n/abs\nc[extra] @ https://x/y.whl\n",
+        );
         assert_eq!(
             got,
             [

@@ -16,10 +16,7 @@ use serde_json::Value;
 pub const REGION: &str = "us-east-1";
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
 }
 
 fn venv_bin(name: &str) -> PathBuf {
@@ -71,13 +68,8 @@ impl Moto {
     /// Creates bucket, queue + DLQ, notification and role with dev/localaws.py.
     pub fn bootstrap(&self, name: &str, versioned: bool) -> Stack {
         let mut cmd = Command::new(venv_bin("python"));
-        cmd.arg(repo_root().join("dev/localaws.py")).args([
-            "bootstrap",
-            "--endpoint",
-            &self.endpoint,
-            "--name",
-            name,
-        ]);
+        cmd.arg(repo_root().join("dev/localaws.py"))
+            .args(["bootstrap", "--endpoint", &self.endpoint, "--name", name]);
         if versioned {
             cmd.arg("--versioned");
         }
@@ -111,11 +103,7 @@ impl Drop for Moto {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// The resources of one pipeline.
@@ -145,11 +133,7 @@ impl Aws {
             .load()
             .await;
         Aws {
-            s3: aws_sdk_s3::Client::from_conf(
-                aws_sdk_s3::config::Builder::from(&sdk)
-                    .force_path_style(true)
-                    .build(),
-            ),
+            s3: aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build()),
             sqs: aws_sdk_sqs::Client::new(&sdk),
             lambda: aws_sdk_lambda::Client::new(&sdk),
         }
@@ -172,24 +156,11 @@ impl Aws {
     }
 
     /// Waits for a final status report (one that will not be retried).
-    pub async fn wait_report(
-        &self,
-        stack: &Stack,
-        key: &str,
-        id: &str,
-        timeout: Duration,
-    ) -> Value {
+    pub async fn wait_report(&self, stack: &Stack, key: &str, id: &str, timeout: Duration) -> Value {
         let report_key = format!("status/{key}/{id}.json");
         let deadline = Instant::now() + timeout;
         loop {
-            if let Ok(out) = self
-                .s3
-                .get_object()
-                .bucket(&stack.bucket)
-                .key(&report_key)
-                .send()
-                .await
-            {
+            if let Ok(out) = self.s3.get_object().bucket(&stack.bucket).key(&report_key).send().await {
                 let bytes = out.body.collect().await.unwrap().into_bytes();
                 let v: Value = serde_json::from_slice(&bytes).unwrap();
                 if !v["will_retry"].as_bool().unwrap_or(false) {
@@ -205,24 +176,11 @@ impl Aws {
     }
 
     /// Waits for any status report, final or not.
-    pub async fn wait_report_any(
-        &self,
-        stack: &Stack,
-        key: &str,
-        id: &str,
-        timeout: Duration,
-    ) -> Value {
+    pub async fn wait_report_any(&self, stack: &Stack, key: &str, id: &str, timeout: Duration) -> Value {
         let report_key = format!("status/{key}/{id}.json");
         let deadline = Instant::now() + timeout;
         loop {
-            if let Ok(out) = self
-                .s3
-                .get_object()
-                .bucket(&stack.bucket)
-                .key(&report_key)
-                .send()
-                .await
-            {
+            if let Ok(out) = self.s3.get_object().bucket(&stack.bucket).key(&report_key).send().await {
                 let bytes = out.body.collect().await.unwrap().into_bytes();
                 return serde_json::from_slice(&bytes).unwrap();
             }
@@ -235,13 +193,7 @@ impl Aws {
     }
 
     pub async fn code_sha256(&self, function: &str) -> String {
-        let f = self
-            .lambda
-            .get_function()
-            .function_name(function)
-            .send()
-            .await
-            .unwrap();
+        let f = self.lambda.get_function().function_name(function).send().await.unwrap();
         f.configuration().unwrap().code_sha256().unwrap().to_owned()
     }
 
@@ -286,8 +238,7 @@ impl Aws {
 pub fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
     let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     for (name, content) in files {
-        w.start_file(*name, zip::write::SimpleFileOptions::default())
-            .unwrap();
+        w.start_file(*name, zip::write::SimpleFileOptions::default()).unwrap();
         w.write_all(content).unwrap();
     }
     w.finish().unwrap().into_inner()
@@ -375,9 +326,7 @@ impl Worker {
     pub async fn outcomes(&self, outcomes: &[&str]) -> f64 {
         let mut sum = 0.0;
         for o in outcomes {
-            sum += self
-                .metric(&format!("auto_lambda_jobs_total{{outcome=\"{o}\"}}"))
-                .await;
+            sum += self.metric(&format!("auto_lambda_jobs_total{{outcome=\"{o}\"}}")).await;
         }
         sum
     }
@@ -418,9 +367,7 @@ pub fn worker_command(stack: &Stack) -> Command {
 /// A minimal HTTP/1.0 GET on loopback, for /metrics and /healthz.
 pub async fn http_get(port: u16, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
         .await
         .unwrap();
@@ -447,8 +394,7 @@ where
 
 /// The local build image the tests use; made by dev/build-image.sh (which `make test` runs).
 pub fn test_build_image() -> String {
-    let image = std::env::var("AUTO_LAMBDA_BUILD_IMAGE")
-        .unwrap_or_else(|_| "auto-lambda/build-python:test".into());
+    let image = std::env::var("AUTO_LAMBDA_BUILD_IMAGE").unwrap_or_else(|_| "auto-lambda/build-python:test".into());
     let ok = Command::new("docker")
         .args(["image", "inspect", &image])
         .stdout(Stdio::null())
@@ -480,12 +426,7 @@ pub fn dir_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
     for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
         let entry = entry.unwrap();
         if entry.file_type().is_file() {
-            let name = entry
-                .path()
-                .strip_prefix(dir)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
+            let name = entry.path().strip_prefix(dir).unwrap().to_string_lossy().into_owned();
             out.push((name, std::fs::read(entry.path()).unwrap()));
         }
     }
@@ -494,9 +435,6 @@ pub fn dir_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
 
 /// A zip of owned `(name, content)` pairs.
 pub fn zip_owned(files: &[(String, Vec<u8>)]) -> Vec<u8> {
-    let refs: Vec<(&str, &[u8])> = files
-        .iter()
-        .map(|(n, c)| (n.as_str(), c.as_slice()))
-        .collect();
+    let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, c)| (n.as_str(), c.as_slice())).collect();
     zip_of(&refs)
 }
