@@ -1,5 +1,5 @@
 # The two commands: `make demo` and `make test`. Both install what they need.
-.PHONY: demo test bench setup lint clean
+.PHONY: demo test bench setup lint clean test-infra
 
 demo:
 	dev/demo.sh
@@ -10,6 +10,11 @@ test: setup
 	else \
 	  cargo test --workspace --no-fail-fast; \
 	fi
+
+# infra/ and ami/: shellcheck, terraform fmt/validate/apply/destroy against moto, the real
+# binaries configured from the launch templates, systemd-analyze verify, packer validate.
+test-infra:
+	dev/test-infra.sh
 
 setup:
 	dev/setup.sh

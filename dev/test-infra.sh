@@ -247,9 +247,7 @@ worker_port=$(free_port)
   exec "$worker"
 ) >"$state/worker.log" 2>&1 &
 pids+=($!)
-prefix=$("$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))["function_prefix"]["value"])' "$state/outputs.json")
-"$py" dev/upload.py --endpoint "$endpoint" --bucket "$bucket" --timeout 60 examples/python-hello
-"$py" infra/tests/verify_stack.py deployed --endpoint "$endpoint" --outputs "$state/outputs.json" --function "${prefix}python-hello"
+"$py" infra/tests/verify_stack.py deploy --endpoint "$endpoint" --outputs "$state/outputs.json" --deploy examples/python-hello
 # SIGTERM, as systemd stops the unit: the worker drains and exits 0.
 kill -TERM "${pids[0]}"
 worker_status=0

@@ -6,8 +6,9 @@ alarms, dashboard, logs.
     verify_stack.py stack --endpoint URL --outputs outputs.json [--env-dir DIR]
         every check; with --env-dir, also writes worker.env and publisher.env exactly as the
         launch templates' user data would write them on an instance
-    verify_stack.py deployed --endpoint URL --outputs outputs.json --function NAME
-        the function the real worker deployed has the prefix, the execution role and a version
+    verify_stack.py deploy --endpoint URL --outputs outputs.json --deploy DIR
+        uploads DIR zipped under the upload prefix; a running worker must deploy it as
+        <function_prefix><DIR name> with the stack's execution role, and report it
 
 Exits non-zero with one line per failed check. Run it with the project's venv (boto3, PyYAML).
 """
@@ -315,30 +316,62 @@ def verify_stack(a, out):
         check(groups.get(name, {}).get("retentionInDays", 0) > 0, f"log group {name} with retention")
 
 
-def verify_deployed(a, out):
-    lam = boto3.client("lambda", endpoint_url=a.endpoint, region_name=REGION)
-    fn = lam.get_function(FunctionName=a.function)["Configuration"]
-    print(f"function {a.function}")
-    check(fn["FunctionName"].startswith(out["function_prefix"]), f"name carries the prefix {out['function_prefix']}")
+def deploy_example(a, out):
+    """Uploads an app directory under the upload prefix, waits for the worker's status report and
+    checks the function it deployed. The report is found by listing status/<key>/, because moto's
+    events carry no versionId even in a versioned bucket (the worker then names the report after
+    the ETag)."""
+    import time
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "dev"))
+    from upload import zip_dir  # dev/upload.py: the same zip the demo uploads
+
+    kw = dict(endpoint_url=a.endpoint, region_name=REGION)
+    s3, lam = boto3.client("s3", **kw), boto3.client("lambda", **kw)
+    bucket = out["bucket_name"]
+    name = os.path.basename(os.path.abspath(a.deploy))
+    key = f"{out['upload_prefix']}{name}.zip"
+    started = time.monotonic()
+    s3.put_object(Bucket=bucket, Key=key, Body=zip_dir(a.deploy))
+    print(f"uploaded s3://{bucket}/{key}; waiting for a report under {out['status_prefix']}{key}/")
+    report = None
+    while time.monotonic() - started < a.timeout and report is None:
+        for obj in s3.list_objects_v2(Bucket=bucket, Prefix=f"{out['status_prefix']}{key}/").get("Contents", []):
+            r = json.load(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"])
+            if not r.get("will_retry"):
+                report = r
+        time.sleep(0.1)
+    if not check(report is not None, f"a status report within {a.timeout:.0f} s"):
+        return
+    print(f"  report: outcome {report['outcome']}, function {report.get('function_name')}, "
+          f"version {report.get('version')}, {time.monotonic() - started:.1f} s after the upload")
+    check(report["outcome"] == "deployed", f"outcome deployed ({report.get('error')})")
+    function = report.get("function_name") or ""
+    check(function == f"{out['function_prefix']}{name}", f"function named {out['function_prefix']}{name}")
+    if report["outcome"] != "deployed":
+        return
+    fn = lam.get_function(FunctionName=function)["Configuration"]
     check(fn["Role"] == out["lambda_execution_role_arn"], "runs as the stack's execution role")
-    versions = [v["Version"] for v in lam.list_versions_by_function(FunctionName=a.function)["Versions"]]
-    check(any(v != "$LATEST" for v in versions), f"a version was published ({versions})")
+    check(fn["CodeSha256"] == report.get("code_sha256"), "its CodeSha256 is the package the worker built")
+    versions = [v["Version"] for v in lam.list_versions_by_function(FunctionName=function)["Versions"]]
+    check(report.get("version") in versions, f"version {report.get('version')} was published ({versions})")
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["stack", "deployed"])
+    p.add_argument("what", choices=["stack", "deploy"])
     p.add_argument("--endpoint", required=True)
     p.add_argument("--outputs", required=True, help="`terraform output -json` saved to a file")
     p.add_argument("--env-dir", help="write worker.env and publisher.env from the user data here")
-    p.add_argument("--function", help="for `deployed`: the function's name")
+    p.add_argument("--deploy", metavar="DIR", help="for `deploy`: the app directory to upload")
+    p.add_argument("--timeout", type=float, default=60, help="for `deploy`: seconds to wait for the report")
     a = p.parse_args()
     with open(a.outputs) as f:
         out = {k: v["value"] for k, v in json.load(f).items()}
     if a.what == "stack":
         verify_stack(a, out)
     else:
-        verify_deployed(a, out)
+        deploy_example(a, out)
     if failures:
         sys.exit(f"{len(failures)} check(s) failed:\n  " + "\n  ".join(failures))
     print("all checks passed")
