@@ -27,7 +27,8 @@ done
 
 log "packages"
 dnf -y -q upgrade
-dnf -y -q install docker amazon-cloudwatch-agent rsyslog logrotate findutils
+# python3-pip: pip-platform builds run pip on the host.
+dnf -y -q install docker amazon-cloudwatch-agent rsyslog logrotate findutils python3-pip
 
 log "docker"
 install -d -m 0755 /etc/docker

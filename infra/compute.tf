@@ -38,6 +38,10 @@ locals {
     log_format          = var.log_format
     build_mode          = var.build_mode
     build_timeout       = var.build_timeout_seconds
+    build_images        = join(",", [for runtime, image in var.build_images : "${runtime}=${image}"])
+    build_ca_bundle     = var.build_ca_bundle
+    cache_max_bytes     = floor(var.worker_cache_max_gb * 1073741824)
+    cache_prefix        = local.cache_prefix
     bucket              = aws_s3_bucket.uploads.bucket
     artifact_prefix     = var.artifact_prefix
     scale_in_protection = var.scale_in_protection

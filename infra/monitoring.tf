@@ -8,13 +8,19 @@
 # infra/tests/check_dashboard.py checks every custom metric named here against the Rust sources.
 
 resource "aws_cloudwatch_log_group" "worker" {
+  #checkov:skip=CKV_AWS_158:KMS is optional (log_kms_key_arn); the logs hold no secrets
+  #checkov:skip=CKV_AWS_338:retention is the operator's choice (log_retention_days)
   name              = local.worker_log_group
   retention_in_days = var.log_retention_days
+  kms_key_id        = var.log_kms_key_arn
 }
 
 resource "aws_cloudwatch_log_group" "publisher" {
+  #checkov:skip=CKV_AWS_158:KMS is optional (log_kms_key_arn); the logs hold no secrets
+  #checkov:skip=CKV_AWS_338:retention is the operator's choice (log_retention_days)
   name              = local.publisher_log_group
   retention_in_days = var.log_retention_days
+  kms_key_id        = var.log_kms_key_arn
 }
 
 locals {

@@ -1,8 +1,17 @@
 # The upload bucket: apps/ in, status/ out, artifacts/ and cache/ for the workers.
 
 resource "aws_s3_bucket" "uploads" {
+  #checkov:skip=CKV_AWS_144:uploads are transient inputs; the deployed code lives in Lambda
+  #checkov:skip=CKV_AWS_18:access logging is optional (access_log_bucket)
   bucket        = local.bucket_name
   force_destroy = var.force_destroy_bucket
+}
+
+resource "aws_s3_bucket_logging" "uploads" {
+  count         = var.access_log_bucket != null ? 1 : 0
+  bucket        = aws_s3_bucket.uploads.id
+  target_bucket = var.access_log_bucket
+  target_prefix = "s3/${local.bucket_name}/"
 }
 
 resource "aws_s3_bucket_ownership_controls" "uploads" {

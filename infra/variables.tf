@@ -85,6 +85,12 @@ variable "kms_key_arn" {
   default     = null
 }
 
+variable "access_log_bucket" {
+  description = "Bucket that receives the upload bucket's S3 server access logs. Null: no access logging."
+  type        = string
+  default     = null
+}
+
 variable "source_prefix" {
   description = "Key prefix of uploads; only keys under it ending in .zip start a job."
   type        = string
@@ -274,8 +280,26 @@ variable "build_mode" {
   }
 }
 
+variable "build_images" {
+  description = "Build image per runtime (AUTO_LAMBDA_BUILD_IMAGES), e.g. { \"python3.12\" = \"123456789012.dkr.ecr.us-east-1.amazonaws.com/sam/build-python3.12:latest\" }. Unlisted runtimes use public.ecr.aws/sam/build-<runtime>, which the AMI pre-pulls."
+  type        = map(string)
+  default     = {}
+}
+
+variable "build_ca_bundle" {
+  description = "CA bundle on the instance that build containers trust (AUTO_LAMBDA_BUILD_CA_BUNDLE), for a TLS-intercepting proxy; e.g. /etc/pki/tls/certs/ca-bundle.crt. Null: none."
+  type        = string
+  default     = null
+}
+
+variable "worker_cache_max_gb" {
+  description = "Size bound of a worker's local dependency cache (AUTO_LAMBDA_CACHE_MAX_BYTES), in GiB. Keep it well under worker_root_volume_gb, which also holds the build images."
+  type        = number
+  default     = 10
+}
+
 variable "worker_extra_environment" {
-  description = "Extra lines for the worker's environment file (e.g. build image overrides), as NAME => value."
+  description = "Extra lines for the worker's environment file, as NAME => value (e.g. AUTO_LAMBDA_BUILD_MEMORY_MB)."
   type        = map(string)
   default     = {}
 }
@@ -328,6 +352,12 @@ variable "log_retention_days" {
   description = "Retention of the CloudWatch Logs groups the agent ships journald output to."
   type        = number
   default     = 30
+}
+
+variable "log_kms_key_arn" {
+  description = "KMS key for the log groups (its key policy must allow CloudWatch Logs). Null: CloudWatch Logs' own encryption."
+  type        = string
+  default     = null
 }
 
 variable "enable_dashboard" {

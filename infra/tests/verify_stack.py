@@ -254,6 +254,9 @@ def verify_stack(a, out):
             check(env.get("AUTO_LAMBDA_ROLE_ARN") == exec_role_arn, "worker.env: AUTO_LAMBDA_ROLE_ARN")
             check(env.get("AUTO_LAMBDA_FUNCTION_PREFIX") == prefix, "worker.env: AUTO_LAMBDA_FUNCTION_PREFIX")
             check(env.get("AUTO_LAMBDA_CACHE_BUCKET") == bucket, "worker.env: AUTO_LAMBDA_CACHE_BUCKET")
+            check(env.get("AUTO_LAMBDA_CACHE_PREFIX") == "cache/", "worker.env: AUTO_LAMBDA_CACHE_PREFIX (the prefix IAM grants)")
+            check(env.get("AUTO_LAMBDA_ARTIFACT_PREFIX") == "artifacts/", "worker.env: AUTO_LAMBDA_ARTIFACT_PREFIX (the prefix IAM grants)")
+            check(int(env.get("AUTO_LAMBDA_CACHE_MAX_BYTES", "0")) > 0, "worker.env: a bounded local cache")
             grace = int(env.get("AUTO_LAMBDA_SHUTDOWN_GRACE_SECS", "0"))
             dropin = written(cfg, "/etc/systemd/system/auto-lambda-worker.service.d/50-stack.conf")
             stop = [int(l.split("=", 1)[1]) for l in dropin.splitlines() if l.startswith("TimeoutStopSec=")]
