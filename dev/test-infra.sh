@@ -127,7 +127,7 @@ fi
 echo "clean: $(cd ami/systemd && echo *.service *.timer)"
 for u in auto-lambda-worker queue-metric-publisher; do
   # Exposure score of the hardening (lower is better); informative only.
-  systemd-analyze security --root="$sdroot" --no-pager "$u.service" 2>/dev/null | tail -n1 | sed "s/^/$u: /" || true
+  systemd-analyze security --offline=true --root="$sdroot" --no-pager "$u.service" 2>/dev/null | tail -n1 | sed "s/^/$u: /" || true
 done
 
 step "packer validate"
