@@ -4,7 +4,7 @@ resources the pipeline needs.
 
     localaws.py start --state DIR          start moto, print its endpoint; PID and port go in DIR
     localaws.py stop --state DIR           stop the moto started with that DIR, by PID
-    localaws.py bootstrap --endpoint URL [--name NAME] [--versioned]
+    localaws.py bootstrap --endpoint URL [--name NAME] [--versioned] [--asg N]
                                            create bucket, queue + DLQ, notification, role; print JSON
 
 Run it with the project's venv (dev/setup.sh makes it): .venv/bin/python dev/localaws.py ...
@@ -98,7 +98,25 @@ def clients(endpoint):
     return boto3.client("s3", **kw), boto3.client("sqs", **kw), boto3.client("iam", **kw)
 
 
-def bootstrap(endpoint, name, versioned, visibility):
+def create_worker_group(endpoint, name, instances):
+    """A launch template and an Auto Scaling group of `instances` (moto starts them InService)."""
+    import boto3
+
+    kw = dict(endpoint_url=endpoint, region_name=REGION,
+              aws_access_key_id="testing", aws_secret_access_key="testing")
+    ec2, asg = boto3.client("ec2", **kw), boto3.client("autoscaling", **kw)
+    ami = ec2.describe_images()["Images"][0]["ImageId"]
+    ec2.create_launch_template(LaunchTemplateName=f"{name}-worker",
+                               LaunchTemplateData={"ImageId": ami, "InstanceType": "t3.small"})
+    group = f"{name}-workers"
+    asg.create_auto_scaling_group(AutoScalingGroupName=group, LaunchTemplate={"LaunchTemplateName": f"{name}-worker"},
+                                  MinSize=0, MaxSize=max(instances, 10), DesiredCapacity=instances,
+                                  AvailabilityZones=[f"{REGION}a"])
+    described = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"][0]
+    return group, [i["InstanceId"] for i in described["Instances"]]
+
+
+def bootstrap(endpoint, name, versioned, visibility, instances=0):
     s3, sqs, iam = clients(endpoint)
     bucket = f"{name}-uploads"
     s3.create_bucket(Bucket=bucket)
@@ -133,10 +151,13 @@ def bootstrap(endpoint, name, versioned, visibility):
         "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
                        "Action": "sts:AssumeRole"}],
     }))["Role"]
-    print(json.dumps({
+    out = {
         "endpoint": endpoint, "region": REGION, "bucket": bucket,
         "queue_url": queue_url, "dlq_url": dlq_url, "role_arn": role["Arn"],
-    }))
+    }
+    if instances:
+        out["asg_name"], out["instance_ids"] = create_worker_group(endpoint, name, instances)
+    print(json.dumps(out))
 
 
 def main():
@@ -150,13 +171,14 @@ def main():
     b.add_argument("--name", default="auto-lambda", help="prefix of every resource name")
     b.add_argument("--versioned", action="store_true", help="enable bucket versioning")
     b.add_argument("--visibility", type=int, default=60, help="queue visibility timeout, seconds")
+    b.add_argument("--asg", type=int, default=0, metavar="N", help="also create a worker Auto Scaling group of N instances")
     a = p.parse_args()
     if a.cmd == "start":
         start(a.state)
     elif a.cmd == "stop":
         stop(a.state)
     else:
-        bootstrap(a.endpoint, a.name, a.versioned, a.visibility)
+        bootstrap(a.endpoint, a.name, a.versioned, a.visibility, a.asg)
 
 
 if __name__ == "__main__":

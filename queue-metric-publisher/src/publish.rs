@@ -1,38 +1,72 @@
 //! Turning a sample into CloudWatch metric data and publishing it in one call.
+//!
+//! Per queue (dimension `QueueName`): `Visible`, `NotVisible`, `Delayed`. With a worker group
+//! (dimensions `QueueName`, `AutoScalingGroupName`): `BacklogPerInstance`, the visible count
+//! divided by the InService instances, **or by 1 when there are none**: an empty fleet with a
+//! backlog of N then reads N per instance, above any sensible target, so target tracking sees
+//! the need to scale out from zero instead of a division by zero; with nothing queued it
+//! reads 0.
 
 use aws_sdk_cloudwatch::operation::put_metric_data::PutMetricDataError;
+use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 
 use crate::sample::Backlog;
 
 /// High resolution: CloudWatch keeps 1-second data points, so alarms can use 10-second periods.
-const STORAGE_RESOLUTION: i32 = 1;
+pub const STORAGE_RESOLUTION: i32 = 1;
 
-/// The metric data for one sample: Visible, NotVisible and Delayed, per queue.
-pub fn metric_data(backlog: &Backlog) -> Vec<MetricDatum> {
-    let queue = Dimension::builder()
-        .name("QueueName")
-        .value(&backlog.queue_name)
-        .build();
-    [
-        ("Visible", backlog.visible),
-        ("NotVisible", backlog.not_visible),
-        ("Delayed", backlog.delayed),
-    ]
-    .into_iter()
-    .map(|(name, value)| {
-        MetricDatum::builder()
-            .metric_name(name)
-            .dimensions(queue.clone())
-            .value(value as f64)
-            .unit(StandardUnit::Count)
-            .storage_resolution(STORAGE_RESOLUTION)
-            .build()
-    })
-    .collect()
+/// One tick's figures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub queues: Vec<Backlog>,
+    /// The worker group and its InService count, when configured.
+    pub group: Option<(String, u64)>,
+    pub at: std::time::SystemTime,
 }
 
-/// Publishes all data in one PutMetricData call.
+/// Backlog per instance, with an empty fleet counted as one instance (see the module docs).
+pub fn backlog_per_instance(visible: u64, in_service: u64) -> f64 {
+    visible as f64 / in_service.max(1) as f64
+}
+
+/// The metric data for one sample.
+pub fn metric_data(sample: &Sample) -> Vec<MetricDatum> {
+    let at = DateTime::from(sample.at);
+    let datum = |name: &str, value: f64, unit: StandardUnit, dims: Vec<Dimension>| {
+        MetricDatum::builder()
+            .metric_name(name)
+            .set_dimensions(Some(dims))
+            .value(value)
+            .unit(unit)
+            .timestamp(at)
+            .storage_resolution(STORAGE_RESOLUTION)
+            .build()
+    };
+    let mut data = Vec::new();
+    for q in &sample.queues {
+        let queue = Dimension::builder().name("QueueName").value(&q.queue_name).build();
+        for (name, value) in [
+            ("Visible", q.visible),
+            ("NotVisible", q.not_visible),
+            ("Delayed", q.delayed),
+        ] {
+            data.push(datum(name, value as f64, StandardUnit::Count, vec![queue.clone()]));
+        }
+        if let Some((group, in_service)) = &sample.group {
+            let group_dim = Dimension::builder().name("AutoScalingGroupName").value(group).build();
+            data.push(datum(
+                "BacklogPerInstance",
+                backlog_per_instance(q.visible, *in_service),
+                StandardUnit::None,
+                vec![queue, group_dim],
+            ));
+        }
+    }
+    data
+}
+
+/// Publishes all data in one PutMetricData call (the API takes up to 1000 data points).
 pub async fn put(
     cloudwatch: &aws_sdk_cloudwatch::Client,
     namespace: &str,
@@ -47,20 +81,56 @@ pub async fn put(
     Ok(())
 }
 
-/// Prints data as `namespace metric{dimensions} value` lines, for `--dry-run`.
-#[allow(clippy::print_stdout)] // printing is what --dry-run is for
-pub fn print(namespace: &str, data: &[MetricDatum]) {
+/// `namespace metric{dimensions} value` lines, for `--dry-run`.
+pub fn render(namespace: &str, data: &[MetricDatum]) -> String {
+    let mut out = String::new();
     for datum in data {
         let dims: Vec<String> = datum
             .dimensions()
             .iter()
             .map(|d| format!("{}={}", d.name().unwrap_or(""), d.value().unwrap_or("")))
             .collect();
-        println!(
-            "{namespace} {}{{{}}} {}",
+        out.push_str(&format!(
+            "{namespace} {}{{{}}} {}\n",
             datum.metric_name().unwrap_or(""),
             dims.join(","),
             datum.value().unwrap_or(0.0)
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_fleet_counts_as_one() {
+        assert_eq!(backlog_per_instance(12, 0), 12.0);
+        assert_eq!(backlog_per_instance(0, 0), 0.0);
+        assert_eq!(backlog_per_instance(12, 4), 3.0);
+    }
+
+    #[test]
+    fn one_datum_per_figure() {
+        let sample = Sample {
+            queues: vec![Backlog {
+                queue_name: "jobs".into(),
+                visible: 6,
+                not_visible: 2,
+                delayed: 0,
+            }],
+            group: Some(("workers".into(), 3)),
+            at: std::time::SystemTime::UNIX_EPOCH,
+        };
+        let data = metric_data(&sample);
+        assert_eq!(data.len(), 4);
+        assert!(data.iter().all(|d| d.storage_resolution() == Some(1)));
+        let text = render("AutoLambda", &data);
+        assert!(text.contains("AutoLambda Visible{QueueName=jobs} 6"), "{text}");
+        assert!(
+            text.contains("AutoLambda BacklogPerInstance{QueueName=jobs,AutoScalingGroupName=workers} 2"),
+            "{text}"
         );
     }
 }

@@ -1,9 +1,8 @@
-//! Reading the figures to publish: the queue's approximate counts.
+//! Reading the figures to publish: each queue's approximate counts, and the worker group's
+//! InService instances.
 
-use aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesError;
+use aws_sdk_autoscaling::types::LifecycleState;
 use aws_sdk_sqs::types::QueueAttributeName;
-
-type SqsError = aws_sdk_sqs::error::SdkError<GetQueueAttributesError>;
 
 /// One sample of a queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,8 +13,24 @@ pub struct Backlog {
     pub delayed: u64,
 }
 
+/// Why a sample could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SampleError {
+    #[error("cannot read the attributes of {queue}: {message}")]
+    Queue { queue: String, message: String },
+    #[error("cannot describe Auto Scaling group {group}: {message}")]
+    Group { group: String, message: String },
+    #[error("Auto Scaling group {0} does not exist")]
+    NoGroup(String),
+}
+
+/// The queue's name: the last segment of its URL.
+pub fn queue_name(url: &str) -> &str {
+    url.trim_end_matches('/').rsplit('/').next().unwrap_or(url)
+}
+
 /// Reads the three approximate counts in one GetQueueAttributes call.
-pub async fn read_queue(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<Backlog, SqsError> {
+pub async fn read_queue(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<Backlog, SampleError> {
     let out = sqs
         .get_queue_attributes()
         .queue_url(queue_url)
@@ -23,7 +38,11 @@ pub async fn read_queue(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<Ba
         .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
         .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
         .send()
-        .await?;
+        .await
+        .map_err(|e| SampleError::Queue {
+            queue: queue_name(queue_url).to_owned(),
+            message: aws_smithy_types::error::display::DisplayErrorContext(e).to_string(),
+        })?;
     let attrs = out.attributes();
     let count = |name: QueueAttributeName| {
         attrs
@@ -32,14 +51,30 @@ pub async fn read_queue(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<Ba
             .unwrap_or(0)
     };
     Ok(Backlog {
-        queue_name: queue_url
-            .trim_end_matches('/')
-            .rsplit('/')
-            .next()
-            .unwrap_or(queue_url)
-            .to_owned(),
+        queue_name: queue_name(queue_url).to_owned(),
         visible: count(QueueAttributeName::ApproximateNumberOfMessages),
         not_visible: count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
         delayed: count(QueueAttributeName::ApproximateNumberOfMessagesDelayed),
     })
+}
+
+/// Counts the group's instances in the InService lifecycle state.
+pub async fn in_service(autoscaling: &aws_sdk_autoscaling::Client, group: &str) -> Result<u64, SampleError> {
+    let out = autoscaling
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(group)
+        .send()
+        .await
+        .map_err(|e| SampleError::Group {
+            group: group.to_owned(),
+            message: aws_smithy_types::error::display::DisplayErrorContext(e).to_string(),
+        })?;
+    let g = out
+        .auto_scaling_groups()
+        .first()
+        .ok_or_else(|| SampleError::NoGroup(group.to_owned()))?;
+    Ok(g.instances()
+        .iter()
+        .filter(|i| i.lifecycle_state() == Some(&LifecycleState::InService))
+        .count() as u64)
 }

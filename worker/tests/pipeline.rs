@@ -172,13 +172,7 @@ async fn every_pure_example_deploys_as_it_is() {
 
 #[test]
 fn missing_queue_url_exits_64_naming_the_setting() {
-    let stack = Stack {
-        endpoint: "http://127.0.0.1:9".into(),
-        bucket: String::new(),
-        queue_url: String::new(),
-        dlq_url: String::new(),
-        role_arn: "arn:aws:iam::123456789012:role/r".into(),
-    };
+    let stack = Stack::unreachable("http://127.0.0.1:9");
     let out = worker_command(&stack)
         .env_remove("AUTO_LAMBDA_QUEUE_URL")
         .output()
@@ -199,13 +193,7 @@ fn missing_queue_url_exits_64_naming_the_setting() {
 #[test]
 fn unreachable_endpoint_exits_64_naming_the_setting() {
     let port = free_port(); // nothing listens here
-    let stack = Stack {
-        endpoint: format!("http://127.0.0.1:{port}"),
-        bucket: String::new(),
-        queue_url: format!("http://127.0.0.1:{port}/123456789012/jobs"),
-        dlq_url: String::new(),
-        role_arn: "arn:aws:iam::123456789012:role/r".into(),
-    };
+    let stack = Stack::unreachable(&format!("http://127.0.0.1:{port}"));
     let out = worker_command(&stack)
         .args(["--startup-timeout-secs", "1"])
         .output()

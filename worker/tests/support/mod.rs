@@ -4,117 +4,15 @@
 #![allow(clippy::unwrap_used)] // test harness: a failed unwrap is a failed test
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub use auto_lambda_testkit::*;
+
 use aws_config::BehaviorVersion;
 use aws_sdk_s3::primitives::ByteStream;
 use serde_json::Value;
-
-pub const REGION: &str = "us-east-1";
-
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
-}
-
-fn venv_bin(name: &str) -> PathBuf {
-    let path = repo_root().join(".venv/bin").join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run `make test` (or dev/setup.sh) first",
-        path.display()
-    );
-    path
-}
-
-/// A moto server, killed on drop.
-pub struct Moto {
-    child: Child,
-    pub endpoint: String,
-    pub port: u16,
-}
-
-impl Moto {
-    pub fn start() -> Moto {
-        let port = free_port();
-        let child = Command::new(venv_bin("moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto_server");
-        let moto = Moto {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-            port,
-        };
-        moto.wait_ready();
-        moto
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("moto did not start on port {}", self.port);
-    }
-
-    /// Creates bucket, queue + DLQ, notification and role with dev/localaws.py.
-    pub fn bootstrap(&self, name: &str, versioned: bool) -> Stack {
-        let mut cmd = Command::new(venv_bin("python"));
-        cmd.arg(repo_root().join("dev/localaws.py"))
-            .args(["bootstrap", "--endpoint", &self.endpoint, "--name", name]);
-        if versioned {
-            cmd.arg("--versioned");
-        }
-        let out = cmd.output().expect("run localaws.py bootstrap");
-        assert!(
-            out.status.success(),
-            "bootstrap failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-        Stack {
-            endpoint: self.endpoint.clone(),
-            bucket: v["bucket"].as_str().unwrap().into(),
-            queue_url: v["queue_url"].as_str().unwrap().into(),
-            dlq_url: v["dlq_url"].as_str().unwrap().into(),
-            role_arn: v["role_arn"].as_str().unwrap().into(),
-        }
-    }
-
-    /// Stops the server (as if AWS went away); [`Moto::restart`] brings up a fresh one on the same port.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// The resources of one pipeline.
-#[derive(Clone, Debug)]
-pub struct Stack {
-    pub endpoint: String,
-    pub bucket: String,
-    pub queue_url: String,
-    pub dlq_url: String,
-    pub role_arn: String,
-}
 
 /// SDK clients pointed at moto.
 pub struct Aws {
@@ -362,34 +260,6 @@ pub fn worker_command(stack: &Stack) -> Command {
         .env_remove("RUST_LOG")
         .stdin(Stdio::null());
     cmd
-}
-
-/// A minimal HTTP/1.0 GET on loopback, for /metrics and /healthz.
-pub async fn http_get(port: u16, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out
-}
-
-/// Polls `check` until it returns true or `timeout` passes.
-pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    while !check().await {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// The local build image the tests use; made by dev/build-image.sh (which `make test` runs).
