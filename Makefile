@@ -10,6 +10,7 @@ test: setup
 	else \
 	  cargo test --workspace --no-fail-fast; \
 	fi
+	$(MAKE) test-infra
 
 # infra/ and ami/: shellcheck, terraform fmt/validate/apply/destroy against moto, the real
 # binaries configured from the launch templates, systemd-analyze verify, packer validate.

@@ -217,10 +217,7 @@ step "Verifying the applied stack through the API"
 "$py" infra/tests/verify_stack.py stack --endpoint "$endpoint" --outputs "$state/outputs.json" --env-dir "$state"
 
 step "Dashboard metrics against the code"
-# Pending until the worker publishes them to CloudWatch: Jobs/Outcome and StageDuration/Stage
-# (see infra/README.md, "Metrics"). Remove each name as its code lands; the check says when.
-"$py" infra/tests/check_metrics.py --outputs "$state/outputs.json" --endpoint "$endpoint" \
-  --pending Jobs Outcome StageDuration Stage
+"$py" infra/tests/check_metrics.py --outputs "$state/outputs.json" --endpoint "$endpoint"
 
 step "The real worker, configured by the launch template's user data, deploys an example"
 # moto evaluates bucket policies, and it serves plain HTTP: the TLS-only statement (checked
@@ -261,8 +258,8 @@ wait "$worker_pid" || worker_status=$?
 [ "$worker_status" -eq 0 ] || die "the worker exited $worker_status on SIGTERM (see worker.log)"
 echo "the worker stopped cleanly on SIGTERM"
 # The units are Type=notify with WatchdogSec: the worker must send READY=1 and WATCHDOG=1.
-# Pending until the worker implements sd_notify (see ami/README.md); empty this when it does.
-notify_pending=1
+# Set to 1 only while a binary lacks sd_notify; both send READY=1 and WATCHDOG=1 now.
+notify_pending=
 if grep -qx 'READY=1' "$state/notify.sock.log" 2>/dev/null && grep -qx 'WATCHDOG=1' "$state/notify.sock.log"; then
   echo "the worker notified systemd: $(sort -u "$state/notify.sock.log" | tr '\n' ' ')"
   [ -z "$notify_pending" ] || echo "note: sd_notify works now; empty notify_pending in dev/test-infra.sh" >&2

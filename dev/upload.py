@@ -50,14 +50,21 @@ def main():
     report_key = f"status/{key}/{upload_id}.json"
     print(f"uploaded  s3://{a.bucket}/{key} ({len(body)} bytes); waiting for s3://{a.bucket}/{report_key}")
 
+    # The report is named after the event's versionId, or its ETag when the event carries no
+    # versionId (unversioned buckets; moto never sends one): accept either.
+    etag = put["ETag"].strip('"')
+    etag_key = f"status/{key}/{etag}.json"
     report = None
     while time.monotonic() - started < a.timeout:
-        try:
-            report = json.load(s3.get_object(Bucket=a.bucket, Key=report_key)["Body"])
-            if not report.get("will_retry"):
+        for candidate in dict.fromkeys([report_key, etag_key]):
+            try:
+                report = json.load(s3.get_object(Bucket=a.bucket, Key=candidate)["Body"])
                 break
-        except s3.exceptions.NoSuchKey:
-            pass
+            except s3.exceptions.NoSuchKey:
+                continue
+        if report is not None and not report.get("will_retry"):
+            break
+        report = None
         time.sleep(0.05)
     elapsed = time.monotonic() - started
     if report is None:

@@ -2,7 +2,7 @@
 //! the health endpoint, build the AWS clients, then hand over to [`queue_metric_publisher::run`].
 #![forbid(unsafe_code)]
 
-use auto_lambda_common::{aws, config, http, shutdown, telemetry};
+use auto_lambda_common::{aws, config, http, shutdown, systemd, telemetry};
 use queue_metric_publisher::{metrics, run, Clients, Config};
 
 #[tokio::main]
@@ -23,5 +23,7 @@ async fn main() {
         }
     }
     let clients = Clients::new(&aws::load_sdk_config(&config.aws).await);
+    systemd::ready();
+    systemd::spawn_watchdog(shutdown.clone());
     run(config, clients, shutdown).await;
 }

@@ -176,6 +176,15 @@ pub struct Config {
     #[arg(long, env = "AUTO_LAMBDA_CACHE_PREFIX", default_value = "cache/")]
     pub cache_prefix: String,
 
+    /// Publish deploy outcomes and stage durations to CloudWatch every minute (for the
+    /// dashboard and the failed-deploys alarm).
+    #[arg(long, env = "AUTO_LAMBDA_CLOUDWATCH_METRICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub cloudwatch_metrics: bool,
+
+    /// CloudWatch namespace of those metrics.
+    #[arg(long, env = "AUTO_LAMBDA_METRICS_NAMESPACE", default_value = "AutoLambda")]
+    pub metrics_namespace: String,
+
     /// Log format: text for people, json for CloudWatch Logs.
     #[arg(long, env = "AUTO_LAMBDA_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,

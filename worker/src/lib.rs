@@ -42,6 +42,7 @@ pub struct Clients {
     pub s3: aws_sdk_s3::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub lambda: aws_sdk_lambda::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
 }
 
 impl Clients {
@@ -50,6 +51,7 @@ impl Clients {
             s3: auto_lambda_common::aws::s3_client(sdk),
             sqs: aws_sdk_sqs::Client::new(sdk),
             lambda: aws_sdk_lambda::Client::new(sdk),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(sdk),
         }
     }
 }
@@ -112,6 +114,23 @@ pub async fn run(config: Config, clients: Clients, shutdown: CancellationToken) 
     let builder = build::Builder::new(config.build_settings(), cache);
     builder.prepare().await;
     let config = Arc::new(config);
+    let flush_stop = CancellationToken::new();
+    let cloudwatch = config.cloudwatch_metrics.then(|| {
+        let queue_name = config
+            .queue_url
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        tokio::spawn(metrics::publish_to_cloudwatch(
+            clients.cloudwatch.clone(),
+            config.metrics_namespace.clone(),
+            queue_name,
+            Duration::from_secs(60),
+            flush_stop.clone(),
+        ))
+    });
     let ctx = Context {
         s3: clients.s3.clone(),
         lambda: clients.lambda.clone(),
@@ -188,6 +207,10 @@ pub async fn run(config: Config, clients: Clients, shutdown: CancellationToken) 
         tracker.wait().await;
     }
     ctx.builder.shutdown().await;
+    flush_stop.cancel();
+    if let Some(flush) = cloudwatch {
+        let _ = flush.await;
+    }
     tracing::info!("Worker stopped.");
 }
 

@@ -2,7 +2,7 @@
 //! metrics, build the AWS clients, then hand over to [`auto_lambda_worker::run`].
 #![forbid(unsafe_code)]
 
-use auto_lambda_common::{aws, config, shutdown, telemetry};
+use auto_lambda_common::{aws, config, shutdown, systemd, telemetry};
 use auto_lambda_worker::{metrics, preflight, run, Clients, Config};
 
 #[tokio::main]
@@ -26,5 +26,12 @@ async fn main() {
     if let Err(err) = preflight(&config, &clients).await {
         config::ConfigError::new("--queue-url / --endpoint-url", err.to_string()).exit();
     }
+    systemd::ready();
+    systemd::spawn_watchdog(shutdown.clone());
+    let stopping = shutdown.clone();
+    tokio::spawn(async move {
+        stopping.cancelled().await;
+        systemd::stopping();
+    });
     run(config, clients, shutdown).await;
 }

@@ -6,11 +6,20 @@
 //! * `auto_lambda_jobs_in_flight`;
 //! * `auto_lambda_receive_errors_total`.
 //!
+//! The fleet's view of the same figures goes to CloudWatch (namespace `AutoLambda` by
+//! default), summed over a minute and published in one PutMetricData call: `Jobs` (Count,
+//! dimensions `QueueName`, `Outcome`) and `StageDuration` (Milliseconds as statistic sets,
+//! dimensions `QueueName`, `Stage`). The dashboard and the failed-deploys alarm in `infra/`
+//! read them.
+//!
 //! One registry per process, so the recording functions can be called from anywhere.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
+
+use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit, StatisticSet};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -36,6 +45,15 @@ struct Metrics {
     stages: Family<StageLabel, Histogram>,
     in_flight: Gauge,
     receive_errors: Counter,
+    pending: Mutex<Pending>,
+}
+
+/// What has happened since the last CloudWatch flush.
+#[derive(Debug, Default)]
+struct Pending {
+    outcomes: BTreeMap<String, u64>,
+    /// Per stage: count, sum, min, max in milliseconds.
+    stages: BTreeMap<String, (f64, f64, f64, f64)>,
 }
 
 fn metrics() -> &'static Metrics {
@@ -60,26 +78,108 @@ fn metrics() -> &'static Metrics {
             stages,
             in_flight,
             receive_errors,
+            pending: Mutex::default(),
         }
     })
 }
 
 pub fn record_outcome(outcome: &str) {
-    metrics()
-        .jobs
+    let m = metrics();
+    m.jobs
         .get_or_create(&OutcomeLabel {
             outcome: outcome.to_owned(),
         })
         .inc();
+    *m.pending
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .outcomes
+        .entry(outcome.to_owned())
+        .or_default() += 1;
 }
 
 pub fn record_stage(stage: &str, elapsed: Duration) {
-    metrics()
-        .stages
+    let m = metrics();
+    m.stages
         .get_or_create(&StageLabel {
             stage: stage.to_owned(),
         })
         .observe(elapsed.as_secs_f64());
+    let ms = elapsed.as_secs_f64() * 1000.0;
+    let mut pending = m.pending.lock().unwrap_or_else(PoisonError::into_inner);
+    let e = pending
+        .stages
+        .entry(stage.to_owned())
+        .or_insert((0.0, 0.0, f64::MAX, 0.0));
+    *e = (e.0 + 1.0, e.1 + ms, e.2.min(ms), e.3.max(ms));
+}
+
+/// Publishes what happened since the last flush to CloudWatch, every `every` and once more
+/// when `shutdown` is cancelled. Returns when the final flush is done.
+pub async fn publish_to_cloudwatch(
+    cloudwatch: aws_sdk_cloudwatch::Client,
+    namespace: String,
+    queue_name: String,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let last = tokio::select! {
+            _ = shutdown.cancelled() => true,
+            _ = tokio::time::sleep(every) => false,
+        };
+        let data = take_pending(&queue_name);
+        if !data.is_empty() {
+            let put = cloudwatch
+                .put_metric_data()
+                .namespace(&namespace)
+                .set_metric_data(Some(data))
+                .send()
+                .await;
+            if let Err(err) = put {
+                let error = aws_smithy_types::error::display::DisplayErrorContext(&err);
+                tracing::warn!(%error, "Cannot publish deploy metrics to CloudWatch.");
+            }
+        }
+        if last {
+            return;
+        }
+    }
+}
+
+fn take_pending(queue_name: &str) -> Vec<MetricDatum> {
+    let pending = std::mem::take(&mut *metrics().pending.lock().unwrap_or_else(PoisonError::into_inner));
+    let dim = |name: &str, value: &str| Dimension::builder().name(name).value(value).build();
+    let mut data = Vec::new();
+    for (outcome, count) in pending.outcomes {
+        data.push(
+            MetricDatum::builder()
+                .metric_name("Jobs")
+                .dimensions(dim("QueueName", queue_name))
+                .dimensions(dim("Outcome", &outcome))
+                .value(count as f64)
+                .unit(StandardUnit::Count)
+                .build(),
+        );
+    }
+    for (stage, (n, sum, min, max)) in pending.stages {
+        let stats = StatisticSet::builder()
+            .sample_count(n)
+            .sum(sum)
+            .minimum(min)
+            .maximum(max)
+            .build();
+        data.push(
+            MetricDatum::builder()
+                .metric_name("StageDuration")
+                .dimensions(dim("QueueName", queue_name))
+                .dimensions(dim("Stage", &stage))
+                .statistic_values(stats)
+                .unit(StandardUnit::Milliseconds)
+                .build(),
+        );
+    }
+    data
 }
 
 pub fn record_receive_error() {

@@ -23,7 +23,7 @@ async fn upload_deploys_then_changed_upload_updates() {
     let moto = Moto::start();
     let stack = moto.bootstrap("skel", false);
     let aws = Aws::new(&stack.endpoint).await;
-    let _worker = Worker::spawn(&stack, &[]);
+    let mut worker = Worker::spawn(&stack, &[]);
 
     let key = "apps/hello-api.zip";
     let id = aws.upload(&stack, key, zip_of(HELLO_V1)).await;
@@ -71,6 +71,21 @@ async fn upload_deploys_then_changed_upload_updates() {
     // Every message was settled: nothing visible, nothing in flight.
     let counts = aws.queue_counts(&stack.queue_url).await;
     assert_eq!(counts, (0, 0));
+
+    // On SIGTERM the worker flushes its deploy figures to CloudWatch for the dashboard.
+    worker.signal("TERM");
+    assert_eq!(worker.wait_exit(Duration::from_secs(30)), Some(0));
+    let queue = stack.queue_url.rsplit('/').next().unwrap();
+    assert_eq!(
+        aws.cloudwatch_sum("Jobs", &[("QueueName", queue), ("Outcome", "deployed")])
+            .await,
+        2.0
+    );
+    assert!(
+        aws.cloudwatch_sum("StageDuration", &[("QueueName", queue), ("Stage", "deploy")])
+            .await
+            > 0.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -363,8 +363,12 @@ async fn remove(docker: &Docker, live: &Mutex<HashSet<String>>, id: &str) {
 
 /// `<hostname>/<pid>` of this process.
 fn owner_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    format!("{}/{}", host.trim(), std::process::id())
+    // gethostname(2), not /proc/sys: the systemd unit hides /proc/sys (ProcSubset=pid).
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default();
+    format!("{host}/{}", std::process::id())
 }
 
 /// The user the container runs as: the owner of the output directory (the worker's own

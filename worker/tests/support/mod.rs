@@ -19,6 +19,7 @@ pub struct Aws {
     pub s3: aws_sdk_s3::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub lambda: aws_sdk_lambda::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
 }
 
 impl Aws {
@@ -34,6 +35,7 @@ impl Aws {
             s3: aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build()),
             sqs: aws_sdk_sqs::Client::new(&sdk),
             lambda: aws_sdk_lambda::Client::new(&sdk),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk),
         }
     }
 
@@ -71,6 +73,30 @@ impl Aws {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The sum of a metric in namespace AutoLambda over the last ten minutes.
+    pub async fn cloudwatch_sum(&self, metric: &str, dims: &[(&str, &str)]) -> f64 {
+        use aws_sdk_cloudwatch::types::{Dimension, Statistic};
+        let now = std::time::SystemTime::now();
+        let out = self
+            .cloudwatch
+            .get_metric_statistics()
+            .namespace("AutoLambda")
+            .metric_name(metric)
+            .set_dimensions(Some(
+                dims.iter()
+                    .map(|(n, v)| Dimension::builder().name(*n).value(*v).build())
+                    .collect(),
+            ))
+            .start_time((now - Duration::from_secs(600)).into())
+            .end_time((now + Duration::from_secs(60)).into())
+            .period(60)
+            .statistics(Statistic::Sum)
+            .send()
+            .await
+            .unwrap();
+        out.datapoints().iter().filter_map(|d| d.sum()).sum()
     }
 
     /// Waits for any status report, final or not.
