@@ -205,7 +205,9 @@ def percentile(values: list[int], q: float) -> float | None:
     return float(s[k - 1])
 
 
-def simulate(trace: list[tuple[int, int]], config: str, p: Params, trace_name: str = "", log: list | None = None) -> Result:
+def simulate(
+    trace: list[tuple[int, int]], config: str, p: Params, trace_name: str = "", log: list | None = None
+) -> Result:
     """Runs one trace under one configuration. `log`, if given, receives (t, event, detail) tuples."""
     publish_period, alarm_period, builtin = CONFIGS[config]
     phase = effective_phase(p)
@@ -291,7 +293,8 @@ def simulate(trace: list[tuple[int, int]], config: str, p: Params, trace_name: s
                 computed = min(p.max_size, max(p.min_size, math.ceil(need / target - 1e-9)))
                 if computed > desired:
                     if log is not None:
-                        log.append((t, "scale-out", f"in_service={in_service} live={len(live)} visible={visible} metric={value:.2f} desired {desired}->{computed}"))
+                        log.append((t, "scale-out", f"in_service={in_service} live={len(live)} visible={visible} "
+                                    f"metric={value:.2f} desired {desired}->{computed}"))
                     desired = computed
                     decisions.append(t)
             elif len(history) >= ld and all(history[-i] < low_threshold for i in range(1, ld + 1)):
@@ -302,7 +305,8 @@ def simulate(trace: list[tuple[int, int]], config: str, p: Params, trace_name: s
                         if p.scale_in_step > 0:
                             computed = max(computed, desired - p.scale_in_step)
                         if log is not None:
-                            log.append((t, "scale-in", f"in_service={in_service} live={len(live)} metric={value:.2f} desired {desired}->{computed}"))
+                            log.append((t, "scale-in", f"in_service={in_service} live={len(live)} "
+                                        f"metric={value:.2f} desired {desired}->{computed}"))
                         desired = computed
                         last_scale_in = t
         if p.wake and w % wake_period == 0:
