@@ -326,18 +326,22 @@ resource "aws_cloudwatch_metric_alarm" "wake" {
       metric_name = "Visible"
       dimensions  = { QueueName = aws_sqs_queue.jobs.name }
       stat        = "Maximum"
-      period      = 60
+      period      = 10
     }
   }
 
   metric_query {
     id = "desired"
+    # The publisher's high-resolution copy of the group's desired capacity: AWS/AutoScaling's
+    # own GroupDesiredCapacity is a 1-minute metric, and a metric-math alarm needs one period
+    # for all its inputs. 10-second periods start the first worker within ~10 s of an upload
+    # (see the scaling model in the README), instead of ~60 s.
     metric {
-      namespace   = "AWS/AutoScaling"
-      metric_name = "GroupDesiredCapacity"
+      namespace   = var.metric_namespace
+      metric_name = "DesiredCapacity"
       dimensions  = { AutoScalingGroupName = aws_autoscaling_group.workers.name }
       stat        = "Maximum"
-      period      = 60
+      period      = 10
     }
   }
 }

@@ -60,7 +60,7 @@ pub async fn read_sample(config: &Config, clients: &Clients) -> Result<publish::
     );
     let group = async {
         match &config.asg_name {
-            Some(name) => sample::in_service(&clients.autoscaling, name)
+            Some(name) => sample::group_size(&clients.autoscaling, name)
                 .await
                 .map(|n| Some((name.clone(), n))),
             None => Ok(None),
@@ -98,8 +98,8 @@ async fn tick(config: &Config, clients: &Clients) {
                     })
                     .set(q.visible as i64);
             }
-            if let Some((_, n)) = &sample.group {
-                m.in_service.set(*n as i64);
+            if let Some((_, size)) = &sample.group {
+                m.in_service.set(size.in_service as i64);
             }
             let now = SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)

@@ -6,12 +6,16 @@
 //! backlog of N then reads N per instance, above any sensible target, so target tracking sees
 //! the need to scale out from zero instead of a division by zero; with nothing queued it
 //! reads 0.
+//!
+//! Per group (dimension `AutoScalingGroupName`): `InServiceInstances` and `DesiredCapacity`, at
+//! the same resolution, so that the "work waiting, no workers" alarm that starts the first
+//! worker can use 10-second periods too (AWS's own group metrics are 1-minute).
 
 use aws_sdk_cloudwatch::operation::put_metric_data::PutMetricDataError;
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 
-use crate::sample::Backlog;
+use crate::sample::{Backlog, GroupSize};
 
 /// High resolution: CloudWatch keeps 1-second data points, so alarms can use 10-second periods.
 pub const STORAGE_RESOLUTION: i32 = 1;
@@ -20,8 +24,8 @@ pub const STORAGE_RESOLUTION: i32 = 1;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
     pub queues: Vec<Backlog>,
-    /// The worker group and its InService count, when configured.
-    pub group: Option<(String, u64)>,
+    /// The worker group and its size, when configured.
+    pub group: Option<(String, GroupSize)>,
     pub at: std::time::SystemTime,
 }
 
@@ -53,15 +57,31 @@ pub fn metric_data(sample: &Sample) -> Vec<MetricDatum> {
         ] {
             data.push(datum(name, value as f64, StandardUnit::Count, vec![queue.clone()]));
         }
-        if let Some((group, in_service)) = &sample.group {
+        if let Some((group, size)) = &sample.group {
             let group_dim = Dimension::builder().name("AutoScalingGroupName").value(group).build();
+            let per_instance = backlog_per_instance(q.visible, size.in_service);
             data.push(datum(
                 "BacklogPerInstance",
-                backlog_per_instance(q.visible, *in_service),
+                per_instance,
                 StandardUnit::None,
                 vec![queue, group_dim],
             ));
         }
+    }
+    if let Some((group, size)) = &sample.group {
+        let group_dim = Dimension::builder().name("AutoScalingGroupName").value(group).build();
+        data.push(datum(
+            "InServiceInstances",
+            size.in_service as f64,
+            StandardUnit::Count,
+            vec![group_dim.clone()],
+        ));
+        data.push(datum(
+            "DesiredCapacity",
+            size.desired as f64,
+            StandardUnit::Count,
+            vec![group_dim],
+        ));
     }
     data
 }
@@ -120,11 +140,17 @@ mod tests {
                 not_visible: 2,
                 delayed: 0,
             }],
-            group: Some(("workers".into(), 3)),
+            group: Some((
+                "workers".into(),
+                GroupSize {
+                    in_service: 3,
+                    desired: 4,
+                },
+            )),
             at: std::time::SystemTime::UNIX_EPOCH,
         };
         let data = metric_data(&sample);
-        assert_eq!(data.len(), 4);
+        assert_eq!(data.len(), 6);
         assert!(data.iter().all(|d| d.storage_resolution() == Some(1)));
         let text = render("AutoLambda", &data);
         assert!(text.contains("AutoLambda Visible{QueueName=jobs} 6"), "{text}");

@@ -58,8 +58,16 @@ pub async fn read_queue(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<Ba
     })
 }
 
-/// Counts the group's instances in the InService lifecycle state.
-pub async fn in_service(autoscaling: &aws_sdk_autoscaling::Client, group: &str) -> Result<u64, SampleError> {
+/// The worker group's size, as the publisher sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupSize {
+    /// Instances in the InService lifecycle state.
+    pub in_service: u64,
+    pub desired: u64,
+}
+
+/// Reads the group's InService count and desired capacity.
+pub async fn group_size(autoscaling: &aws_sdk_autoscaling::Client, group: &str) -> Result<GroupSize, SampleError> {
     let out = autoscaling
         .describe_auto_scaling_groups()
         .auto_scaling_group_names(group)
@@ -73,8 +81,13 @@ pub async fn in_service(autoscaling: &aws_sdk_autoscaling::Client, group: &str) 
         .auto_scaling_groups()
         .first()
         .ok_or_else(|| SampleError::NoGroup(group.to_owned()))?;
-    Ok(g.instances()
+    let in_service = g
+        .instances()
         .iter()
         .filter(|i| i.lifecycle_state() == Some(&LifecycleState::InService))
-        .count() as u64)
+        .count();
+    Ok(GroupSize {
+        in_service: in_service as u64,
+        desired: g.desired_capacity().unwrap_or(0).max(0) as u64,
+    })
 }

@@ -188,3 +188,61 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A stand-in for the EC2 instance metadata service (IMDSv2): it hands out a session token
+/// on `PUT /latest/api/token` and answers `GET /latest/meta-data/instance-id`. moto has no
+/// metadata service; this is the one fake the tests need for it. Serves until dropped.
+#[derive(Debug)]
+pub struct FakeImds {
+    pub endpoint: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeImds {
+    pub async fn start(instance_id: &str) -> FakeImds {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let instance_id = instance_id.to_owned();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let instance_id = instance_id.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 8192];
+                    let mut got = 0;
+                    while !buf[..got].windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf[got..]).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => got += n,
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&buf[..got]).to_string();
+                    let line = head.lines().next().unwrap_or_default().to_owned();
+                    let (status, body) = if line.starts_with("PUT /latest/api/token") {
+                        ("200 OK", "fake-imds-token".to_owned())
+                    } else if line.starts_with("GET /latest/meta-data/instance-id")
+                        && head
+                            .to_ascii_lowercase()
+                            .contains("x-aws-ec2-metadata-token: fake-imds-token")
+                    {
+                        ("200 OK", instance_id)
+                    } else {
+                        ("401 Unauthorized", String::new())
+                    };
+                    let reply = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nx-aws-ec2-metadata-token-ttl-seconds: 21600\r\nConnection: close\r\n\r\n{body}", body.len());
+                    let _ = stream.write_all(reply.as_bytes()).await;
+                });
+            }
+        });
+        FakeImds { endpoint, task }
+    }
+}
+
+impl Drop for FakeImds {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

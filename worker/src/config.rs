@@ -176,6 +176,11 @@ pub struct Config {
     #[arg(long, env = "AUTO_LAMBDA_CACHE_PREFIX", default_value = "cache/")]
     pub cache_prefix: String,
 
+    /// Protect this instance from Auto Scaling scale-in while it holds jobs: `auto` (when on an
+    /// instance of an Auto Scaling group, found through IMDSv2), `on` or `off`.
+    #[arg(long, env = "AUTO_LAMBDA_SCALE_IN_PROTECTION", value_enum, default_value = "auto")]
+    pub scale_in_protection: crate::protection::Mode,
+
     /// Publish deploy outcomes and stage durations to CloudWatch every minute (for the
     /// dashboard and the failed-deploys alarm).
     #[arg(long, env = "AUTO_LAMBDA_CLOUDWATCH_METRICS", default_value_t = true, action = clap::ArgAction::Set)]

@@ -35,6 +35,8 @@ pub struct Context {
     pub config: Arc<Config>,
     pub in_hand: Arc<InHand>,
     pub builder: Arc<Builder>,
+    /// Set when this instance manages its own scale-in protection.
+    pub protection: Option<Arc<crate::protection::Protection>>,
 }
 
 /// What to do with a message once its job is over.

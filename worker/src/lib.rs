@@ -6,7 +6,7 @@
 //!
 //! Where things happen: [`event`] parses notifications, [`queue`] talks to SQS, [`artifact`]
 //! fetches and unpacks uploads, [`build`] builds native dependencies in containers and caches them, [`coalesce`] deploys only the newest upload in hand per function, [`manifest`] reads `lambda.toml`, [`package`] writes the
-//! deployment zip, [`deploy`] talks to Lambda, [`report`] writes status reports, [`error`]
+//! deployment zip, [`deploy`] talks to Lambda, [`report`] writes status reports, [`protection`] guards busy instances from scale-in, [`error`]
 //! classifies failures and [`metrics`] counts what happened.
 #![forbid(unsafe_code)]
 
@@ -21,6 +21,7 @@ pub mod job;
 pub mod manifest;
 pub mod metrics;
 pub mod package;
+pub mod protection;
 pub mod queue;
 pub mod report;
 
@@ -43,6 +44,7 @@ pub struct Clients {
     pub sqs: aws_sdk_sqs::Client,
     pub lambda: aws_sdk_lambda::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
+    pub autoscaling: aws_sdk_autoscaling::Client,
 }
 
 impl Clients {
@@ -52,6 +54,7 @@ impl Clients {
             sqs: aws_sdk_sqs::Client::new(sdk),
             lambda: aws_sdk_lambda::Client::new(sdk),
             cloudwatch: aws_sdk_cloudwatch::Client::new(sdk),
+            autoscaling: aws_sdk_autoscaling::Client::new(sdk),
         }
     }
 }
@@ -59,6 +62,14 @@ impl Clients {
 /// Why the worker could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error("cannot create the dependency cache directory {dir}: {source}")]
+    CacheDir {
+        dir: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("scale-in protection is on but unavailable: {0}")]
+    Protection(#[from] protection::ProtectionError),
     #[error("cannot reach the queue {queue_url} (check --queue-url and --endpoint-url): {reason}")]
     QueueUnreachable { queue_url: String, reason: String },
 }
@@ -96,21 +107,23 @@ pub async fn preflight(config: &Config, clients: &Clients) -> Result<(), StartEr
 }
 
 /// Runs the worker until `shutdown` is cancelled, then drains. Returns once every job has
-/// finished or been handed back.
-pub async fn run(config: Config, clients: Clients, shutdown: CancellationToken) {
+/// finished or been handed back; fails only at start-up.
+pub async fn run(config: Config, clients: Clients, shutdown: CancellationToken) -> Result<(), StartError> {
     let shared_cache = config.cache_bucket.as_ref().map(|bucket| build::cache::Shared {
         s3: clients.s3.clone(),
         bucket: bucket.clone(),
         prefix: config.cache_prefix.clone(),
     });
-    let cache = match build::cache::Cache::new(config.cache_dir(), config.cache_max_bytes, shared_cache) {
-        Ok(cache) => cache,
-        Err(err) => {
-            // Checked at start-up by `Config::validate`; only a race can get here.
-            tracing::error!(error = %err, dir = %config.cache_dir().display(), "Cannot create the dependency cache directory.");
-            return;
-        }
-    };
+    let cache =
+        build::cache::Cache::new(config.cache_dir(), config.cache_max_bytes, shared_cache).map_err(|source| {
+            StartError::CacheDir {
+                dir: config.cache_dir(),
+                source,
+            }
+        })?;
+    let protection = protection::Protection::discover(config.scale_in_protection, clients.autoscaling.clone())
+        .await?
+        .map(Arc::new);
     let builder = build::Builder::new(config.build_settings(), cache);
     builder.prepare().await;
     let config = Arc::new(config);
@@ -138,6 +151,7 @@ pub async fn run(config: Config, clients: Clients, shutdown: CancellationToken) 
         config: config.clone(),
         in_hand: Default::default(),
         builder: Arc::new(builder),
+        protection,
     };
     let concurrency = config.concurrency();
     let permits = Arc::new(Semaphore::new(concurrency));
@@ -212,11 +226,15 @@ pub async fn run(config: Config, clients: Clients, shutdown: CancellationToken) 
         let _ = flush.await;
     }
     tracing::info!("Worker stopped.");
+    Ok(())
 }
 
 /// Runs one message's job with a visibility heartbeat, then deletes it or lets it reappear.
 async fn work_message(ctx: &Context, message: queue::Received, hard_stop: CancellationToken) {
     let _in_flight = metrics::InFlight::enter();
+    if let Some(p) = &ctx.protection {
+        p.job_started().await;
+    }
     let beat_done = CancellationToken::new();
     let heartbeat = ctx.queue.heartbeat(
         &message.receipt_handle,
@@ -246,5 +264,8 @@ async fn work_message(ctx: &Context, message: queue::Received, hard_stop: Cancel
         // Not fatal: the message reappears after its visibility timeout and is worked again,
         // which the exactly-once checks make harmless.
         tracing::warn!(message_id = %message.message_id, error = %err, "Cannot settle the message with SQS.");
+    }
+    if let Some(p) = &ctx.protection {
+        p.job_finished().await;
     }
 }

@@ -33,5 +33,7 @@ async fn main() {
         stopping.cancelled().await;
         systemd::stopping();
     });
-    run(config, clients, shutdown).await;
+    if let Err(err) = run(config, clients, shutdown).await {
+        config::ConfigError::new("start-up", err.to_string()).exit();
+    }
 }

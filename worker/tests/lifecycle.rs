@@ -7,6 +7,8 @@ mod support;
 
 use std::time::Duration;
 
+use futures_util::FutureExt;
+
 use support::*;
 
 const T: Duration = Duration::from_secs(120);
@@ -155,4 +157,45 @@ async fn sigterm_hands_the_message_back_when_grace_runs_out() {
     let _next = Worker::spawn(&stack, &refs(&fast));
     let report = aws.wait_report(&stack, "apps/cutoff.zip", &id, T).await;
     assert_eq!(report["outcome"], "deployed", "{report:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instance_is_protected_from_scale_in_while_busy() {
+    let moto = Moto::start();
+    let stack = moto.bootstrap_with("protect", false, 2);
+    let aws = Aws::new(&stack.endpoint).await;
+    let me = stack.instance_ids[0].clone();
+    let imds = FakeImds::start(&me).await;
+    let cache = tempfile::tempdir().unwrap();
+    let a = args(cache.path(), &["--scale-in-protection", "on"]);
+    let autoscaling = aws_sdk_autoscaling::Client::new(&aws.sdk);
+    let protected = |id: String| {
+        let autoscaling = autoscaling.clone();
+        async move {
+            let out = autoscaling
+                .describe_auto_scaling_instances()
+                .instance_ids(id)
+                .send()
+                .await
+                .unwrap();
+            out.auto_scaling_instances()[0]
+                .protected_from_scale_in()
+                .unwrap_or(false)
+        }
+    };
+    assert!(!protected(me.clone()).await);
+
+    let mut cmd = worker_command(&stack);
+    let worker = Worker::spawn_with(cmd.env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds.endpoint), &refs(&a));
+    let id = aws.upload(&stack, "apps/busy.zip", zip_owned(&slow_app(3))).await;
+    wait_for_build_container(&worker).await;
+    assert!(protected(me.clone()).await, "protected while the job runs");
+    assert!(!protected(stack.instance_ids[1].clone()).await, "only this instance");
+
+    let report = aws.wait_report(&stack, "apps/busy.zip", &id, T).await;
+    assert_eq!(report["outcome"], "deployed", "{report:#}");
+    eventually(Duration::from_secs(10), "protection released when idle", || {
+        protected(me.clone()).then(|p| async move { !p })
+    })
+    .await;
 }

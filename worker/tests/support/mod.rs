@@ -16,6 +16,7 @@ use serde_json::Value;
 
 /// SDK clients pointed at moto.
 pub struct Aws {
+    pub sdk: aws_config::SdkConfig,
     pub s3: aws_sdk_s3::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub lambda: aws_sdk_lambda::Client,
@@ -36,6 +37,7 @@ impl Aws {
             sqs: aws_sdk_sqs::Client::new(&sdk),
             lambda: aws_sdk_lambda::Client::new(&sdk),
             cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk),
+            sdk,
         }
     }
 
@@ -193,10 +195,15 @@ pub struct Worker {
 
 impl Worker {
     pub fn spawn(stack: &Stack, extra: &[&str]) -> Worker {
+        Self::spawn_with(&mut worker_command(stack), extra)
+    }
+
+    /// Spawns the worker from a prepared command (see [`worker_command`]).
+    pub fn spawn_with(cmd: &mut Command, extra: &[&str]) -> Worker {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("worker.log");
         let metrics_port = free_port();
-        let child = worker_command(stack)
+        let child = cmd
             .args([
                 "--wait-time-secs",
                 "1",
@@ -283,6 +290,8 @@ pub fn worker_command(stack: &Stack) -> Command {
         .env("AWS_ENDPOINT_URL", &stack.endpoint)
         .env("AUTO_LAMBDA_QUEUE_URL", &stack.queue_url)
         .env("AUTO_LAMBDA_ROLE_ARN", &stack.role_arn)
+        // Not on EC2: skip the metadata probe (the protection test turns it on).
+        .env("AUTO_LAMBDA_SCALE_IN_PROTECTION", "off")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null());
     cmd

@@ -1,0 +1,142 @@
+//! Scale-in protection: while this instance holds jobs, its Auto Scaling group must not pick
+//! it when scaling in, or a build would be killed halfway. The instance protects itself when
+//! its first job starts and releases the protection when its last job ends.
+//!
+//! The instance finds itself through IMDSv2 (the SDK's client, which honours
+//! `AWS_EC2_METADATA_SERVICE_ENDPOINT`) and its group through DescribeAutoScalingInstances.
+//! `auto` (the default) turns this on only when both are found; `on` requires them.
+
+use std::time::Duration;
+
+use aws_config::imds;
+
+/// Whether to manage scale-in protection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// On when the worker runs on an instance of an Auto Scaling group, off elsewhere.
+    Auto,
+    /// Always; start-up fails if the instance or its group cannot be found.
+    On,
+    /// Never.
+    Off,
+}
+
+/// Why protection could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtectionError {
+    #[error("cannot read the instance id from the instance metadata service (IMDSv2): {0}")]
+    Imds(String),
+    #[error("cannot find the Auto Scaling group of instance {instance}: {reason}")]
+    Group { instance: String, reason: String },
+}
+
+/// This instance's protection, with a count of the jobs it holds.
+#[derive(Debug)]
+pub struct Protection {
+    autoscaling: aws_sdk_autoscaling::Client,
+    instance_id: String,
+    group: String,
+    /// Jobs in hand, and whether protection is currently set.
+    state: tokio::sync::Mutex<(usize, bool)>,
+}
+
+impl Protection {
+    /// Finds this instance and its group. `Ok(None)` when the mode is off, or auto and this is
+    /// not an instance of a group.
+    pub async fn discover(
+        mode: Mode,
+        autoscaling: aws_sdk_autoscaling::Client,
+    ) -> Result<Option<Self>, ProtectionError> {
+        if mode == Mode::Off {
+            return Ok(None);
+        }
+        let found = Self::find(autoscaling).await;
+        match (mode, found) {
+            (_, Ok(p)) => {
+                tracing::info!(instance = %p.instance_id, group = %p.group, "Scale-in protection managed while jobs run.");
+                Ok(Some(p))
+            }
+            (Mode::Auto, Err(err)) => {
+                tracing::info!(reason = %err, "Not on an Auto Scaling instance; scale-in protection off.");
+                Ok(None)
+            }
+            (_, Err(err)) => Err(err),
+        }
+    }
+
+    async fn find(autoscaling: aws_sdk_autoscaling::Client) -> Result<Self, ProtectionError> {
+        let imds = imds::Client::builder()
+            .connect_timeout(Duration::from_secs(1))
+            .read_timeout(Duration::from_secs(2))
+            .max_attempts(2)
+            .build();
+        let instance_id: String = imds
+            .get("/latest/meta-data/instance-id")
+            .await
+            .map_err(|e| ProtectionError::Imds(aws_smithy_types::error::display::DisplayErrorContext(e).to_string()))?
+            .into();
+        let group_error = |reason: String| ProtectionError::Group {
+            instance: instance_id.clone(),
+            reason,
+        };
+        let out = autoscaling
+            .describe_auto_scaling_instances()
+            .instance_ids(&instance_id)
+            .send()
+            .await
+            .map_err(|e| group_error(aws_smithy_types::error::display::DisplayErrorContext(e).to_string()))?;
+        let group = out
+            .auto_scaling_instances()
+            .first()
+            .and_then(|i| i.auto_scaling_group_name())
+            .ok_or_else(|| group_error("the instance is in no Auto Scaling group".into()))?
+            .to_owned();
+        Ok(Self {
+            autoscaling,
+            instance_id,
+            group,
+            state: tokio::sync::Mutex::new((0, false)),
+        })
+    }
+
+    /// A job starts: protect the instance if it was idle. Failures are logged, never fatal:
+    /// the job runs either way.
+    pub async fn job_started(&self) {
+        let mut state = self.state.lock().await;
+        state.0 += 1;
+        if !state.1 && self.set(true).await {
+            state.1 = true;
+        }
+    }
+
+    /// A job ended: release the protection if the instance is now idle.
+    pub async fn job_finished(&self) {
+        let mut state = self.state.lock().await;
+        state.0 = state.0.saturating_sub(1);
+        if state.0 == 0 && state.1 && self.set(false).await {
+            state.1 = false;
+        }
+    }
+
+    async fn set(&self, protected: bool) -> bool {
+        let result = self
+            .autoscaling
+            .set_instance_protection()
+            .auto_scaling_group_name(&self.group)
+            .instance_ids(&self.instance_id)
+            .protected_from_scale_in(protected)
+            .send()
+            .await;
+        match result {
+            Ok(_) => {
+                tracing::debug!(protected, "Scale-in protection set.");
+                true
+            }
+            Err(err) => {
+                let error = aws_smithy_types::error::display::DisplayErrorContext(&err);
+                tracing::warn!(%error, protected, "Cannot set scale-in protection.");
+                false
+            }
+        }
+    }
+}
