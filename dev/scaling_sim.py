@@ -107,7 +107,7 @@ class Params:
     scale_in_step: int = 0
     builtin_interval: int = 300
     wake: bool = True
-    wake_period: int = 60  # the wake-up alarm's period on the publisher's Visible (>= the alarm period)
+    wake_period: int = 10  # the wake-up alarm's period on the publisher's Visible and DesiredCapacity (infra/compute.tf: 10 s)
     capacity_basis: str = "current"  # "current": max(InService now, 1); "sampled": InService when sampled
     drain_cap: int = 3 * 3600
     # traces
