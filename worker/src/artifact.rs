@@ -34,7 +34,7 @@ const RATIO_FLOOR_BYTES: u64 = 1 << 20;
 /// Why an upload could not be fetched or unpacked.
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
-    #[error("cannot download s3://{bucket}/{key}: {source}")]
+    #[error("cannot download s3://{bucket}/{key}: {}", crate::error::describe(source))]
     Download {
         bucket: String,
         key: String,
@@ -67,7 +67,7 @@ pub enum ArtifactError {
     Bomb { entry: String, limit: u64 },
     #[error("entry name {entry:?} is unsafe: {reason}")]
     UnsafePath { entry: String, reason: &'static str },
-    #[error("entry `{0}` appears twice in the zip")]
+    #[error("entry names repeat in the zip ({0} are duplicates)")]
     Duplicate(String),
     #[error("symlink `{entry}` points outside the app (to `{target}`)")]
     SymlinkEscape { entry: String, target: String },
@@ -185,6 +185,16 @@ pub fn unpack(zip_path: &Path, dest: &Path, limits: &Limits) -> Result<Unpacked,
             limit: limits.max_entries,
         });
     }
+    // The zip library keys entries by name, so a second entry of the same name would vanish
+    // silently; compare with the count the archive itself declares.
+    if let Some(declared) = declared_entries(zip_path) {
+        if declared != archive.len() {
+            return Err(ArtifactError::Duplicate(format!(
+                "{} of {declared} entries",
+                declared - archive.len().min(declared)
+            )));
+        }
+    }
     let mut seen = HashSet::new();
     let mut symlinks = Vec::new();
     let mut total = 0u64;
@@ -273,6 +283,22 @@ pub fn unpack(zip_path: &Path, dest: &Path, limits: &Limits) -> Result<Unpacked,
         return Err(ArtifactError::Empty);
     }
     Ok(Unpacked { files, bytes: total })
+}
+
+/// The entry count in the end-of-central-directory record, if the archive has a plain (not
+/// ZIP64) one.
+fn declared_entries(zip_path: &Path) -> Option<usize> {
+    use std::io::{Seek, SeekFrom};
+    let mut file = std::fs::File::open(zip_path).ok()?;
+    let len = file.metadata().ok()?.len();
+    let tail_len = len.min(22 + 65_535);
+    file.seek(SeekFrom::Start(len - tail_len)).ok()?;
+    let mut tail = vec![0u8; tail_len as usize];
+    file.read_exact(&mut tail).ok()?;
+    let at = tail.windows(4).rposition(|w| w == [0x50, 0x4b, 0x05, 0x06])?;
+    let record = tail.get(at..at + 22)?;
+    let total = u16::from_le_bytes([record[10], record[11]]);
+    (total != 0xFFFF).then_some(total as usize)
 }
 
 enum CopyError {

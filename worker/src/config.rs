@@ -47,6 +47,11 @@ pub struct Config {
     #[arg(long, env = "AUTO_LAMBDA_ROLE_ARN")]
     pub role_arn: String,
 
+    /// Buckets whose uploads are deployed (comma-separated); events naming any other bucket
+    /// are logged and dropped. Default: any bucket that can reach the queue.
+    #[arg(long, env = "AUTO_LAMBDA_ALLOWED_BUCKETS", value_delimiter = ',')]
+    pub allowed_buckets: Vec<String>,
+
     /// Only keys under this prefix and ending in .zip are deployed; others are ignored.
     #[arg(long, env = "AUTO_LAMBDA_SOURCE_PREFIX", default_value = "apps/")]
     pub source_prefix: String,

@@ -196,6 +196,28 @@ pub fn sdk<E>(err: &SdkError<E, HttpResponse>, transient_service_error: impl Fn(
     }
 }
 
+/// An SDK error in plain words: the service's error code and message when it answered
+/// (`NoSuchKey: The specified key does not exist.`), the whole cause chain otherwise
+/// (`dispatch failure: … connection refused`).
+pub fn describe<E>(err: &SdkError<E, HttpResponse>) -> String
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    if let SdkError::ServiceError(ctx) = err {
+        let e = ctx.err();
+        let status = ctx.raw().status().as_u16();
+        return match (e.code(), e.message()) {
+            (Some(code), Some(message)) => format!("{code}: {message}"),
+            (Some(code), None) => format!("{code} (HTTP {status})"),
+            (None, _) => format!(
+                "HTTP {status}: {}",
+                aws_smithy_types::error::display::DisplayErrorContext(e)
+            ),
+        };
+    }
+    aws_smithy_types::error::display::DisplayErrorContext(err).to_string()
+}
+
 fn status<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
     err.raw_response().map(|r| r.status().as_u16())
 }

@@ -79,6 +79,9 @@ pub async fn handle(ctx: &Context, message: &Received) -> Disposition {
 }
 
 fn skip_reason(config: &Config, object: &ObjectCreated) -> Option<String> {
+    if !config.allowed_buckets.is_empty() && !config.allowed_buckets.contains(&object.bucket) {
+        return Some(format!("bucket `{}` is not one of --allowed-buckets", object.bucket));
+    }
     if !object.key.starts_with(&config.source_prefix) {
         return Some(format!("outside the source prefix `{}`", config.source_prefix));
     }
