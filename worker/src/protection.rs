@@ -16,8 +16,10 @@ pub enum Mode {
     /// On when the worker runs on an instance of an Auto Scaling group, off elsewhere.
     Auto,
     /// Always; start-up fails if the instance or its group cannot be found.
+    #[value(alias = "true")]
     On,
     /// Never.
+    #[value(alias = "false")]
     Off,
 }
 
