@@ -524,3 +524,84 @@ mod tests {
         ));
     }
 }
+
+/// Property tests: unpacking arbitrary or corrupted archives never panics and never writes
+/// outside the destination. Run longer with PROPTEST_CASES=100000.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+    use std::io::Write as _;
+
+    const LIMITS: Limits = Limits { max_zip_bytes: 1 << 20, max_unpacked_bytes: 4 << 20, max_entries: 64, max_ratio: 50 };
+
+    fn valid_zip() -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let o = zip::write::SimpleFileOptions::default();
+        w.start_file("app.py", o).unwrap();
+        w.write_all(b"def handler(e, c):\n    return 1\n").unwrap();
+        w.start_file("pkg/mod.py", o.compression_method(zip::CompressionMethod::Stored)).unwrap();
+        w.write_all(&[7u8; 300]).unwrap();
+        w.add_symlink("pkg/link.py", "mod.py", o).unwrap();
+        w.finish().unwrap().into_inner()
+    }
+
+    /// Unpacks `bytes` into a fresh `root/dest` and checks that only `dest` got anything.
+    fn unpack_contained(bytes: &[u8]) -> Result<(), TestCaseError> {
+        let root = tempfile::tempdir().unwrap();
+        let zip_path = root.path().join("in.zip");
+        std::fs::write(&zip_path, bytes).unwrap();
+        let dest = root.path().join("dest");
+        std::fs::create_dir(&dest).unwrap();
+        let _ = unpack(&zip_path, &dest, &LIMITS);
+        let mut names: Vec<_> = std::fs::read_dir(root.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        names.sort();
+        prop_assert_eq!(names, vec![std::ffi::OsString::from("dest"), std::ffi::OsString::from("in.zip")]);
+        for entry in walkdir::WalkDir::new(&dest).follow_links(false) {
+            let entry = entry.unwrap();
+            if entry.file_type().is_symlink() {
+                let target = std::fs::read_link(entry.path()).unwrap();
+                let resolved = entry.path().parent().unwrap().join(target);
+                let mut depth = 0i32;
+                for c in resolved.strip_prefix(&dest).unwrap().components() {
+                    match c {
+                        std::path::Component::ParentDir => depth -= 1,
+                        std::path::Component::Normal(_) => depth += 1,
+                        _ => {}
+                    }
+                    prop_assert!(depth >= 0, "symlink escapes: {:?}", entry.path());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            unpack_contained(&bytes)?;
+        }
+
+        #[test]
+        fn corrupted_valid_zip(flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..12)) {
+            let mut bytes = valid_zip();
+            for (at, value) in flips {
+                let i = at.index(bytes.len());
+                bytes[i] = value;
+            }
+            unpack_contained(&bytes)?;
+        }
+
+        #[test]
+        fn hostile_names(name in "[a-z./\\\\:]{1,24}") {
+            let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+            if w.start_file(name.as_str(), zip::write::SimpleFileOptions::default()).is_ok() {
+                w.write_all(b"x").unwrap();
+                let bytes = w.finish().unwrap().into_inner();
+                unpack_contained(&bytes)?;
+            }
+        }
+    }
+}

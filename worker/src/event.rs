@@ -295,3 +295,59 @@ mod tests {
         ));
     }
 }
+
+/// Property tests: the parser never panics, whatever the bytes, and decodes any key S3 can
+/// encode back to itself. Run longer with PROPTEST_CASES=100000.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Encodes a key the way S3 notifications do: form encoding, `+` for space.
+    fn s3_encode(key: &str) -> String {
+        let mut out = String::new();
+        for b in key.bytes() {
+            match b {
+                b' ' => out.push('+'),
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => out.push(b as char),
+                _ => out.push_str(&format!("%{b:02X}")),
+            }
+        }
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn never_panics_on_any_text(body in ".{0,400}") {
+            let _ = parse(&body);
+        }
+
+        #[test]
+        fn never_panics_on_json_shaped_input(
+            records in proptest::collection::vec((".{0,20}", ".{0,40}", proptest::option::of(any::<i64>())), 0..4),
+            sns in any::<bool>(),
+        ) {
+            let recs: Vec<serde_json::Value> = records
+                .iter()
+                .map(|(name, key, size)| serde_json::json!({"eventName": name, "s3": {"bucket": {"name": "b"}, "object": {"key": key, "size": size}}}))
+                .collect();
+            let mut body = serde_json::json!({ "Records": recs }).to_string();
+            if sns {
+                body = serde_json::json!({"Type": "Notification", "Message": body}).to_string();
+            }
+            let _ = parse(&body);
+        }
+
+        #[test]
+        fn keys_round_trip(key in "\\PC{1,60}") {
+            let body = serde_json::json!({"Records": [{"eventName": "ObjectCreated:Put",
+                "s3": {"bucket": {"name": "b"}, "object": {"key": s3_encode(&key)}}}]}).to_string();
+            match parse(&body).unwrap() {
+                Notification::Created(objects) => prop_assert_eq!(&objects[0].key, &key),
+                other => prop_assert!(false, "{:?}", other),
+            }
+        }
+    }
+}
