@@ -4,6 +4,7 @@
 //! into one [`SdkConfig`]. An endpoint override points every client at an emulator such as
 //! moto; S3 then needs path-style addressing, because `bucket.127.0.0.1` does not resolve.
 
+use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 /// AWS connection settings shared by both binaries.
@@ -28,10 +29,17 @@ fn parse_endpoint(raw: &str) -> Result<String, String> {
     }
 }
 
+/// How every client retries: the SDK's standard mode (exponential backoff with full jitter,
+/// throttling and 5xx and network errors retried, a client-side retry budget), with five
+/// attempts instead of three, because these are daemons that would rather wait than fail a job.
+pub fn retry_config() -> RetryConfig {
+    RetryConfig::standard().with_max_attempts(5)
+}
+
 /// Loads the shared SDK configuration: credentials and region from the usual chain, with the
 /// overrides in `args` applied.
 pub async fn load_sdk_config(args: &AwsArgs) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(retry_config());
     if let Some(region) = &args.region {
         loader = loader.region(Region::new(region.clone()));
     }

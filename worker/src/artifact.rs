@@ -533,14 +533,20 @@ mod fuzz {
     use proptest::prelude::*;
     use std::io::Write as _;
 
-    const LIMITS: Limits = Limits { max_zip_bytes: 1 << 20, max_unpacked_bytes: 4 << 20, max_entries: 64, max_ratio: 50 };
+    const LIMITS: Limits = Limits {
+        max_zip_bytes: 1 << 20,
+        max_unpacked_bytes: 4 << 20,
+        max_entries: 64,
+        max_ratio: 50,
+    };
 
     fn valid_zip() -> Vec<u8> {
         let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
         let o = zip::write::SimpleFileOptions::default();
         w.start_file("app.py", o).unwrap();
         w.write_all(b"def handler(e, c):\n    return 1\n").unwrap();
-        w.start_file("pkg/mod.py", o.compression_method(zip::CompressionMethod::Stored)).unwrap();
+        w.start_file("pkg/mod.py", o.compression_method(zip::CompressionMethod::Stored))
+            .unwrap();
         w.write_all(&[7u8; 300]).unwrap();
         w.add_symlink("pkg/link.py", "mod.py", o).unwrap();
         w.finish().unwrap().into_inner()
@@ -554,9 +560,15 @@ mod fuzz {
         let dest = root.path().join("dest");
         std::fs::create_dir(&dest).unwrap();
         let _ = unpack(&zip_path, &dest, &LIMITS);
-        let mut names: Vec<_> = std::fs::read_dir(root.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let mut names: Vec<_> = std::fs::read_dir(root.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         names.sort();
-        prop_assert_eq!(names, vec![std::ffi::OsString::from("dest"), std::ffi::OsString::from("in.zip")]);
+        prop_assert_eq!(
+            names,
+            vec![std::ffi::OsString::from("dest"), std::ffi::OsString::from("in.zip")]
+        );
         for entry in walkdir::WalkDir::new(&dest).follow_links(false) {
             let entry = entry.unwrap();
             if entry.file_type().is_symlink() {

@@ -13,7 +13,10 @@ use support::*;
 const T: Duration = Duration::from_secs(120);
 
 fn app(version: u32) -> Vec<(String, Vec<u8>)> {
-    vec![("app.py".into(), format!("def handler(e, c):\n    return {version}\n").into_bytes())]
+    vec![(
+        "app.py".into(),
+        format!("def handler(e, c):\n    return {version}\n").into_bytes(),
+    )]
 }
 
 /// A small deterministic RNG (xorshift), seeded from the clock and printed, so a failing run
@@ -22,7 +25,11 @@ struct Rng(u64);
 
 impl Rng {
     fn from_clock() -> Rng {
-        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+            | 1;
         eprintln!("rng seed: {seed}");
         Rng(seed)
     }
@@ -38,14 +45,25 @@ impl Rng {
 /// Checks a function's published versions: no package twice, and in upload order. `order`
 /// maps each upload's CodeSha256 to its position. Returns the number of versions.
 async fn assert_versions_in_order(aws: &Aws, function: &str, order: &HashMap<String, usize>) -> usize {
-    let out = aws.lambda.list_versions_by_function().function_name(function).send().await.unwrap();
+    let out = aws
+        .lambda
+        .list_versions_by_function()
+        .function_name(function)
+        .send()
+        .await
+        .unwrap();
     let mut seen = Vec::new();
     for v in out.versions().iter().filter(|v| v.version() != Some("$LATEST")) {
         let sha = v.code_sha256().unwrap().to_owned();
-        let pos = *order.get(&sha).unwrap_or_else(|| panic!("version {:?} runs a package nobody uploaded", v.version()));
+        let pos = *order
+            .get(&sha)
+            .unwrap_or_else(|| panic!("version {:?} runs a package nobody uploaded", v.version()));
         assert!(!seen.contains(&pos), "upload {pos} deployed twice");
         if let Some(last) = seen.last() {
-            assert!(pos > *last, "upload {pos} deployed after the newer upload {last}: a stale overwrite");
+            assert!(
+                pos > *last,
+                "upload {pos} deployed after the newer upload {last}: a stale overwrite"
+            );
         }
         seen.push(pos);
     }
@@ -61,13 +79,20 @@ async fn aws_outage_mid_burst_loses_nothing() {
 
     let mut ids = Vec::new();
     for i in 0..10 {
-        ids.push((format!("apps/burst{i}.zip"), aws.upload(&stack, &format!("apps/burst{i}.zip"), zip_owned(&app(i))).await));
+        ids.push((
+            format!("apps/burst{i}.zip"),
+            aws.upload(&stack, &format!("apps/burst{i}.zip"), zip_owned(&app(i)))
+                .await,
+        ));
     }
     // Some are in hand when AWS goes quiet for 30 s.
     tokio::time::sleep(Duration::from_millis(300)).await;
     moto.pause();
     tokio::time::sleep(Duration::from_secs(30)).await;
-    assert!(worker.child.try_wait().unwrap().is_none(), "the worker never exits during an outage");
+    assert!(
+        worker.child.try_wait().unwrap().is_none(),
+        "the worker never exits during an outage"
+    );
     moto.resume();
 
     let started = Instant::now();
@@ -75,9 +100,19 @@ async fn aws_outage_mid_burst_loses_nothing() {
         let r = aws.wait_report(&stack, key, id, T).await;
         assert_eq!(r["outcome"], "deployed", "upload {i}: {r:#}");
     }
-    eprintln!("outage: all 10 uploads deployed {:.1} s after AWS came back", started.elapsed().as_secs_f64());
-    eventually(T, "queue settled", || async { aws.queue_counts(&stack.queue_url).await == (0, 0) }).await;
-    assert_eq!(aws.queue_counts(&stack.dlq_url).await, (0, 0), "nothing lost to the DLQ");
+    eprintln!(
+        "outage: all 10 uploads deployed {:.1} s after AWS came back",
+        started.elapsed().as_secs_f64()
+    );
+    eventually(T, "queue settled", || async {
+        aws.queue_counts(&stack.queue_url).await == (0, 0)
+    })
+    .await;
+    assert_eq!(
+        aws.queue_counts(&stack.dlq_url).await,
+        (0, 0),
+        "nothing lost to the DLQ"
+    );
     assert!(worker.child.try_wait().unwrap().is_none());
     worker.signal("TERM");
     assert_eq!(worker.wait_exit(Duration::from_secs(30)), Some(0));
@@ -90,7 +125,16 @@ async fn sigkill_at_random_points_ten_times() {
     let aws = Aws::new(&stack.endpoint).await;
     let cache = tempfile::tempdir().unwrap();
     let image = format!("python3.12={}", test_build_image());
-    let args = ["--build-image", &image, "--build-network", "none", "--visibility-timeout-secs", "6", "--cache-dir", cache.path().to_str().unwrap()];
+    let args = [
+        "--build-image",
+        &image,
+        "--build-network",
+        "none",
+        "--visibility-timeout-secs",
+        "6",
+        "--cache-dir",
+        cache.path().to_str().unwrap(),
+    ];
     let mut rng = Rng::from_clock();
     let key = "apps/victim.zip";
     let mut ids = Vec::new();
@@ -123,9 +167,15 @@ async fn sigkill_at_random_points_ten_times() {
     assert_eq!(aws.code_sha256("victim").await, last["code_sha256"].as_str().unwrap());
     let versions = assert_versions_in_order(&aws, "victim", &order).await;
     eprintln!("sigkill x10: {versions} versions published, none twice, none out of order");
-    eventually(T, "queue settled", || async { aws.queue_counts(&stack.queue_url).await == (0, 0) }).await;
+    eventually(T, "queue settled", || async {
+        aws.queue_counts(&stack.queue_url).await == (0, 0)
+    })
+    .await;
     assert_eq!(aws.queue_counts(&stack.dlq_url).await, (0, 0));
-    eventually(T, "no build container left", || async { build_containers_left(worker.child.id()) == 0 }).await;
+    eventually(T, "no build container left", || async {
+        build_containers_left(worker.child.id()) == 0
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,7 +198,10 @@ async fn three_workers_racing_on_one_function_newest_wins() {
         aws.wait_report(&stack, key, id, T).await;
     }
     let newest = expected_sha(&as_refs(&app(11)));
-    eventually(T, "the function runs the newest upload", || async { aws.code_sha256("contended").await == newest }).await;
+    eventually(T, "the function runs the newest upload", || async {
+        aws.code_sha256("contended").await == newest
+    })
+    .await;
     let versions = assert_versions_in_order(&aws, "contended", &order).await;
     eprintln!("race: 12 uploads, 3 workers, {versions} versions published, newest on top");
 }
@@ -162,13 +215,23 @@ struct Tmpfs(std::path::PathBuf);
 
 impl Tmpfs {
     fn mount(dir: &std::path::Path, size: &str) -> Tmpfs {
-        let ok = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(dir).status().unwrap().success();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap()
+            .success();
         assert!(ok, "mounting a tmpfs needs root (this test fills a disk on purpose)");
         Tmpfs(dir.to_owned())
     }
 
     fn resize(&self, size: &str) {
-        let ok = std::process::Command::new("mount").args(["-o", &format!("remount,size={size}")]).arg(&self.0).status().unwrap().success();
+        let ok = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .unwrap()
+            .success();
         assert!(ok, "remount");
     }
 }
@@ -188,11 +251,16 @@ async fn full_disk_fails_cleanly_and_recovers() {
     let work = dir.path().join("work");
     std::fs::create_dir(&work).unwrap();
     let disk = Tmpfs::mount(&work, "1m");
-    let worker = Worker::spawn(&stack, &["--work-dir", work.to_str().unwrap(), "--retry-base-secs", "1"]);
+    let worker = Worker::spawn(
+        &stack,
+        &["--work-dir", work.to_str().unwrap(), "--retry-base-secs", "1"],
+    );
 
     // 4 MB of hex text: compresses about 2:1, so the zip fits and the unpacked tree does not.
     let mut rng = Rng(0x5eed);
-    let text: Vec<u8> = (0..4 << 20).map(|_| b"0123456789abcdef"[rng.below(16) as usize]).collect();
+    let text: Vec<u8> = (0..4 << 20)
+        .map(|_| b"0123456789abcdef"[rng.below(16) as usize])
+        .collect();
     let files: Vec<(&str, &[u8])> = vec![("app.py", b"def handler(e, c):\n    return 1\n"), ("data.txt", &text)];
     let id = aws.upload(&stack, "apps/heavy.zip", zip_of(&files)).await;
     let r = aws.wait_report_any(&stack, "apps/heavy.zip", &id, T).await;
@@ -205,6 +273,9 @@ async fn full_disk_fails_cleanly_and_recovers() {
     let r = aws.wait_report(&stack, "apps/heavy.zip", &id, T).await;
     assert_eq!(r["outcome"], "deployed", "recovers once space returns: {r:#}");
     assert!(r["attempt"].as_u64().unwrap() >= 2);
-    assert!(std::fs::read_dir(&work).unwrap().next().is_none(), "failed jobs left nothing behind");
+    assert!(
+        std::fs::read_dir(&work).unwrap().next().is_none(),
+        "failed jobs left nothing behind"
+    );
     drop(worker);
 }

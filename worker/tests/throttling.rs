@@ -1,0 +1,126 @@
+//! Throttling, which moto cannot produce: Lambda answers TooManyRequestsException, through
+//! `aws-smithy-mocks`. Throttling is retried with backoff and jitter by the retry policy the
+//! binaries use, and when it outlasts the retries it is classified transient, never permanent.
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
+use std::time::{Duration, Instant};
+
+use auto_lambda_worker::deploy::{self, DeployError};
+use auto_lambda_worker::error::{Class, JobError};
+use auto_lambda_worker::manifest::{self, Manifest};
+use aws_sdk_lambda::operation::create_function::CreateFunctionError;
+use aws_sdk_lambda::operation::get_function::{GetFunctionError, GetFunctionOutput};
+use aws_sdk_lambda::operation::update_function_code::UpdateFunctionCodeError;
+use aws_sdk_lambda::types::error::{
+    InvalidParameterValueException, ResourceConflictException, TooManyRequestsException,
+};
+use aws_sdk_lambda::types::FunctionConfiguration;
+use aws_sdk_lambda::Client;
+use aws_smithy_mocks::{mock, mock_client, RuleMode};
+use aws_smithy_types::error::ErrorMetadata;
+
+fn throttled() -> GetFunctionError {
+    GetFunctionError::TooManyRequestsException(
+        TooManyRequestsException::builder()
+            .message("Rate exceeded")
+            .meta(
+                ErrorMetadata::builder()
+                    .code("TooManyRequestsException")
+                    .message("Rate exceeded")
+                    .build(),
+            )
+            .build(),
+    )
+}
+
+fn spec() -> manifest::FunctionSpec {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("app.py"), "").unwrap();
+    manifest::resolve(Manifest::default(), dir.path(), "throttled-fn", "").unwrap()
+}
+
+/// The binaries' retry policy, with a short first backoff so the test is quick.
+fn policy(c: aws_sdk_lambda::config::Builder) -> aws_sdk_lambda::config::Builder {
+    c.retry_config(auto_lambda_common::aws::retry_config().with_initial_backoff(Duration::from_millis(20)))
+}
+
+#[tokio::test]
+async fn throttling_is_retried_with_backoff() {
+    let rule = mock!(Client::get_function)
+        .sequence()
+        .error(throttled)
+        .times(2)
+        .output(|| {
+            GetFunctionOutput::builder()
+                .configuration(
+                    FunctionConfiguration::builder()
+                        .function_name("throttled-fn")
+                        .code_sha256("abc")
+                        .build(),
+                )
+                .build()
+        })
+        .build();
+    let lambda = mock_client!(aws_sdk_lambda, RuleMode::Sequential, [&rule], policy);
+    let started = Instant::now();
+    let state = deploy::describe(&lambda, &spec()).await.unwrap().unwrap();
+    assert_eq!(state.code_sha256, "abc");
+    assert_eq!(rule.num_calls(), 3, "two throttled attempts, then success");
+    assert!(started.elapsed() >= Duration::from_millis(5), "the retries backed off");
+}
+
+#[tokio::test]
+async fn throttling_that_outlasts_the_retries_is_transient() {
+    let rule = mock!(Client::get_function)
+        .sequence()
+        .error(throttled)
+        .times(10)
+        .build();
+    let lambda = mock_client!(aws_sdk_lambda, RuleMode::Sequential, [&rule], policy);
+    let err = deploy::describe(&lambda, &spec()).await.unwrap_err();
+    assert_eq!(rule.num_calls(), 5, "the binaries' policy makes five attempts");
+    let job = JobError::from(err);
+    assert_eq!(job.class(), Class::Transient, "never permanent: {job}");
+    assert!(
+        job.to_string().contains("TooManyRequestsException"),
+        "in plain words: {job}"
+    );
+}
+
+#[tokio::test]
+async fn lambda_errors_are_classified_by_kind() {
+    // Lambda busy with another update of the same function: transient.
+    let conflict = mock!(Client::update_function_code).then_error(|| {
+        UpdateFunctionCodeError::ResourceConflictException(
+            ResourceConflictException::builder()
+                .message("An update is in progress")
+                .build(),
+        )
+    });
+    // An invalid request (e.g. a role Lambda cannot assume): permanent.
+    let invalid = mock!(Client::create_function).then_error(|| {
+        CreateFunctionError::InvalidParameterValueException(
+            InvalidParameterValueException::builder().message("bad role").build(),
+        )
+    });
+    let lambda = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&conflict, &invalid], policy);
+    let err = lambda
+        .update_function_code()
+        .function_name("f")
+        .send()
+        .await
+        .unwrap_err();
+    let class = JobError::from(DeployError::UpdateCode {
+        function: "f".into(),
+        source: Box::new(err),
+    })
+    .class();
+    assert_eq!(class, Class::Transient);
+    let err = lambda.create_function().function_name("f").send().await.unwrap_err();
+    let class = JobError::from(DeployError::Create {
+        function: "f".into(),
+        source: Box::new(err),
+    })
+    .class();
+    assert_eq!(class, Class::Permanent);
+}
