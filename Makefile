@@ -17,6 +17,10 @@ test: setup
 test-infra:
 	dev/test-infra.sh
 
+# Benchmarks (never part of `make test`): figures, baselines and a table; see dev/bench.sh.
+bench: setup
+	dev/bench.sh
+
 setup:
 	dev/setup.sh
 	dev/build-image.sh

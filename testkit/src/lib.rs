@@ -103,12 +103,20 @@ impl Moto {
 
     /// Freezes the server (SIGSTOP): every call hangs, as in an outage. [`Moto::resume`] thaws it.
     pub fn pause(&self) {
-        let ok = Command::new("kill").args(["-STOP", &self.child.id().to_string()]).status().unwrap().success();
+        let ok = Command::new("kill")
+            .args(["-STOP", &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
         assert!(ok, "kill -STOP moto");
     }
 
     pub fn resume(&self) {
-        let ok = Command::new("kill").args(["-CONT", &self.child.id().to_string()]).status().unwrap().success();
+        let ok = Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
         assert!(ok, "kill -CONT moto");
     }
 

@@ -531,7 +531,6 @@ mod tests {
 mod fuzz {
     use super::*;
     use proptest::prelude::*;
-    use std::io::Write as _;
 
     const LIMITS: Limits = Limits {
         max_zip_bytes: 1 << 20,
