@@ -317,7 +317,7 @@ mod fuzz {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig::with_cases(crate::fuzz_cases(2000)))]
 
         #[test]
         fn never_panics_on_any_text(body in ".{0,400}") {

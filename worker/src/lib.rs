@@ -37,6 +37,13 @@ pub use config::Config;
 use job::{Context, Disposition};
 use queue::Queue;
 
+/// How many cases each property test runs: `PROPTEST_CASES` when set (for long fuzzing
+/// runs), else `default`.
+#[cfg(test)]
+pub(crate) fn fuzz_cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
 /// The AWS clients the worker uses, built once from one [`SdkConfig`].
 #[derive(Debug, Clone)]
 pub struct Clients {
