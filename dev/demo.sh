@@ -11,8 +11,9 @@ py="$root/.venv/bin/python"
 
 step() { printf '\n== %s\n' "$*"; }
 
-step "Setting up (venv with moto, binaries)"
+step "Setting up (venv with moto, the local build image, binaries)"
 dev/setup.sh
+dev/build-image.sh
 cargo build --quiet --bins
 bin="$root/target/debug"
 
@@ -43,7 +44,11 @@ bucket=$(field bucket); queue_url=$(field queue_url); role_arn=$(field role_arn)
 echo "bucket $bucket, queue $queue_url"
 
 step "Starting auto-lambda-worker and queue-metric-publisher"
+# No container registry here: native dependencies build in the local Debian image, offline.
 AUTO_LAMBDA_QUEUE_URL="$queue_url" AUTO_LAMBDA_ROLE_ARN="$role_arn" AUTO_LAMBDA_WAIT_TIME_SECS=2 \
+  AUTO_LAMBDA_SCALE_IN_PROTECTION=off AUTO_LAMBDA_CACHE_DIR="$state/cache" \
+  AUTO_LAMBDA_BUILD_IMAGES="python3.12=${AUTO_LAMBDA_BUILD_IMAGE:-auto-lambda/build-python:test}" \
+  AUTO_LAMBDA_BUILD_NETWORK=none \
   "$bin/auto-lambda-worker" >"$state/worker.log" 2>&1 &
 pids+=($!)
 QMP_QUEUE_URL="$queue_url" QMP_PERIOD_SECS=1 "$bin/queue-metric-publisher" >"$state/publisher.log" 2>&1 &
@@ -52,6 +57,9 @@ echo "worker pid ${pids[0]}, publisher pid ${pids[1]}; logs in .dev/demo/"
 
 step "Uploading examples/python-hello as apps/python-hello.zip"
 "$py" dev/upload.py --bucket "$bucket" --endpoint "$endpoint" examples/python-hello
+
+step "Uploading examples/python-native: a C extension compiled in the build container"
+"$py" dev/upload.py --bucket "$bucket" --endpoint "$endpoint" --timeout 180 examples/python-native
 
 step "Backlog metrics the publisher put in CloudWatch"
 "$py" - "$endpoint" <<'PY'

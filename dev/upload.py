@@ -78,6 +78,8 @@ def main():
         print(f"version   {report.get('version')}  alias {report.get('alias')}")
         print(f"sha256    {fn['CodeSha256']}  (worker built {report['code_sha256']})")
         print(f"stages    " + "  ".join(f"{k} {v} ms" for k, v in report["timings_ms"].items()))
+        if report.get("dependencies"):
+            print(f"deps      {report['dependencies']}")
         print(f"upload -> deployed in {elapsed * 1000:.0f} ms")
         if fn["CodeSha256"] != report["code_sha256"]:
             sys.exit("error: the function's CodeSha256 differs from the package the worker built")
