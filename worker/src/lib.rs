@@ -41,7 +41,10 @@ use queue::Queue;
 /// runs), else `default`.
 #[cfg(test)]
 pub(crate) fn fuzz_cases(default: u32) -> u32 {
-    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// The AWS clients the worker uses, built once from one [`SdkConfig`].

@@ -335,3 +335,96 @@ async fn build_container_is_locked_down() {
     let r = aws.wait_report(&stack, "apps/inspected.zip", &id, T).await;
     assert_eq!(r["outcome"], "deployed", "{r:#}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_cache_starts_a_fresh_instance_warm() {
+    let moto = Moto::start();
+    let stack = moto.bootstrap("shared", false);
+    let aws = Aws::new(&stack.endpoint).await;
+    let files = dir_files(&repo_root().join("examples/python-native"));
+
+    // The first instance builds and shares the dependencies under cache/ in the bucket.
+    let first_cache = tempfile::tempdir().unwrap();
+    let mut args = build_args();
+    args.extend([
+        "--cache-dir".into(),
+        first_cache.path().display().to_string(),
+        "--cache-bucket".into(),
+        stack.bucket.clone(),
+    ]);
+    let first = Worker::spawn(&stack, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let id = aws.upload(&stack, "apps/shared-a.zip", zip_owned(&files)).await;
+    let r = aws.wait_report(&stack, "apps/shared-a.zip", &id, T).await;
+    assert_eq!(r["dependencies"], "built", "{r:#}");
+    drop(first);
+    let shared = aws
+        .s3
+        .list_objects_v2()
+        .bucket(&stack.bucket)
+        .prefix("cache/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(shared.contents().len(), 1, "one shared dependency zip");
+
+    // A fresh instance (empty local cache) gets them from S3: no container runs.
+    let second_cache = tempfile::tempdir().unwrap();
+    let mut args = build_args();
+    args.extend([
+        "--cache-dir".into(),
+        second_cache.path().display().to_string(),
+        "--cache-bucket".into(),
+        stack.bucket.clone(),
+    ]);
+    let second = Worker::spawn(&stack, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let id = aws.upload(&stack, "apps/shared-b.zip", zip_owned(&files)).await;
+    let r = aws.wait_report(&stack, "apps/shared-b.zip", &id, T).await;
+    assert_eq!(r["outcome"], "deployed", "{r:#}");
+    assert_eq!(r["dependencies"], "cache-shared", "{r:#}");
+    assert_eq!(
+        aws.code_sha256("shared-b").await,
+        aws.code_sha256("shared-a").await,
+        "same input, same package"
+    );
+    assert!(!second.log().contains("build container"), "{}", second.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pip_platform_mode_fetches_manylinux_wheels_without_docker() {
+    // Hosts without Docker: pip on the host fetches prebuilt wheels for Lambda's platform.
+    // This needs PyPI (reachable from this project's machines); Docker is made unreachable.
+    let moto = Moto::start();
+    let stack = moto.bootstrap("pipplat", false);
+    let aws = Aws::new(&stack.endpoint).await;
+    let cache = tempfile::tempdir().unwrap();
+    let python = venv_bin("python");
+    let mut cmd = worker_command(&stack);
+    cmd.env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
+    let args = [
+        "--build-mode",
+        "pip-platform",
+        "--build-python",
+        python.to_str().unwrap(),
+        "--cache-dir",
+        cache.path().to_str().unwrap(),
+    ];
+    let _worker = Worker::spawn_with(&mut cmd, &args);
+    let files: Vec<(&str, &[u8])> = vec![
+        ("app.py", b"import six\ndef handler(e, c):\n    return six.PY3\n"),
+        ("requirements.txt", b"six==1.16.0\n"),
+        ("lambda.toml", b"runtime = \"python3.11\"\narchitecture = \"arm64\"\n"),
+    ];
+    let id = aws.upload(&stack, "apps/wheels.zip", zip_of(&files)).await;
+    let r = aws.wait_report(&stack, "apps/wheels.zip", &id, T).await;
+    assert_eq!(r["outcome"], "deployed", "{r:#}");
+    assert_eq!(r["dependencies"], "built");
+    let deps = cached_deps(cache.path());
+    let names = zip_names(&deps);
+    assert!(names.contains(&"six.py".to_owned()), "{names:?}");
+    let f = aws.lambda.get_function().function_name("wheels").send().await.unwrap();
+    assert_eq!(
+        f.configuration().unwrap().architectures()[0].as_str(),
+        "arm64",
+        "arm64 built on an x86_64 host"
+    );
+}
