@@ -119,6 +119,22 @@ struct Done {
     build_log: Option<String>,
 }
 
+impl Done {
+    /// A newer upload of the same function wins; `note` says which and why.
+    fn stale(spec: FunctionSpec, package: Package, arn: Option<String>, note: String) -> Done {
+        Done {
+            outcome: Outcome::StaleSkipped,
+            arn,
+            version: None,
+            note: Some(note),
+            spec,
+            package,
+            dependencies: None,
+            build_log: None,
+        }
+    }
+}
+
 #[tracing::instrument(skip_all, fields(key = %object.key))]
 async fn work_object(ctx: &Context, message: &Received, object: &ObjectCreated) -> Disposition {
     let mut timings = Timings::default();
@@ -276,30 +292,12 @@ async fn deploy_if_newer(
             "a newer upload of {} ({newer}) is in hand and will be deployed instead",
             spec.name
         );
-        return Ok(Done {
-            outcome: Outcome::StaleSkipped,
-            arn: None,
-            version: None,
-            note: Some(note),
-            spec,
-            package,
-            dependencies: None,
-            build_log: None,
-        });
+        return Ok(Done::stale(spec, package, None, note));
     }
     let current = deploy::describe(&ctx.lambda, &spec).await?;
     if let Some(state) = &current {
         if let Some(note) = newer_deployed(state, &ours, object) {
-            return Ok(Done {
-                outcome: Outcome::StaleSkipped,
-                arn: Some(state.arn.clone()),
-                version: None,
-                note: Some(note),
-                spec,
-                package,
-                dependencies: None,
-                build_log: None,
-            });
+            return Ok(Done::stale(spec, package, Some(state.arn.clone()), note));
         }
     }
     let mut tags = HashMap::new();
