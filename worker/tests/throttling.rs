@@ -124,3 +124,32 @@ async fn lambda_errors_are_classified_by_kind() {
     .class();
     assert_eq!(class, Class::Permanent);
 }
+
+#[tokio::test]
+async fn a_lost_revision_race_is_retried_not_failed() {
+    // Two workers read the same RevisionId; Lambda refuses the second update with
+    // PreconditionFailedException. That job is retried (and then re-reads the function, finds the
+    // newer ordering tag and reports stale-skipped), never reported as a permanent failure.
+    use aws_sdk_lambda::types::error::PreconditionFailedException;
+    let lost = mock!(Client::update_function_code).then_error(|| {
+        UpdateFunctionCodeError::PreconditionFailedException(
+            PreconditionFailedException::builder()
+                .message("The Revision Id provided does not match the latest Revision Id.")
+                .build(),
+        )
+    });
+    let lambda = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&lost], policy);
+    let err = lambda
+        .update_function_code()
+        .function_name("f")
+        .revision_id("r1")
+        .send()
+        .await
+        .unwrap_err();
+    let job = JobError::from(DeployError::UpdateCode {
+        function: "f".into(),
+        source: Box::new(err),
+    });
+    assert_eq!(job.class(), Class::Transient, "{job}");
+    assert!(job.to_string().contains("PreconditionFailedException"), "{job}");
+}
