@@ -66,6 +66,12 @@ pub struct Config {
     #[arg(long, env = "AUTO_LAMBDA_ARTIFACT_PREFIX", default_value = "artifacts/")]
     pub artifact_prefix: String,
 
+    /// Packages up to this size (bytes) go to Lambda inline; larger ones through the artifacts
+    /// prefix. An inline upload holds the package in memory (base64, about 4x its size); the S3
+    /// path streams it, so the worker's memory does not grow with the app. At most 50 MiB.
+    #[arg(long, env = "AUTO_LAMBDA_INLINE_MAX_BYTES", default_value_t = 8 << 20)]
+    pub inline_max_bytes: u64,
+
     /// Prefix prepended to every function name, so IAM can scope the worker to function:<prefix>*.
     #[arg(long, env = "AUTO_LAMBDA_FUNCTION_PREFIX", default_value = "")]
     pub function_prefix: String,
@@ -258,6 +264,15 @@ impl Config {
         }
         if self.max_entries == 0 || self.max_ratio == 0 || self.max_zip_bytes == 0 || self.max_unpacked_bytes == 0 {
             return Err(ConfigError::new("--max-*", "limits must be greater than 0"));
+        }
+        if self.inline_max_bytes > crate::deploy::MAX_DIRECT_UPLOAD_BYTES {
+            return Err(ConfigError::new(
+                "--inline-max-bytes / AUTO_LAMBDA_INLINE_MAX_BYTES",
+                format!(
+                    "Lambda takes at most {} bytes inline",
+                    crate::deploy::MAX_DIRECT_UPLOAD_BYTES
+                ),
+            ));
         }
         if let Some(ca) = &self.build_ca_bundle {
             if !ca.is_file() {

@@ -96,7 +96,7 @@ pub enum DeployError {
     ReadPackage(#[source] std::io::Error),
 }
 
-/// Where Lambda takes the package from: inline up to [`MAX_DIRECT_UPLOAD_BYTES`], from S3 above.
+/// Where Lambda takes the package from: inline (at most [`MAX_DIRECT_UPLOAD_BYTES`]), or from S3.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Code {
     Inline(std::path::PathBuf),

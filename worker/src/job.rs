@@ -310,7 +310,7 @@ async fn deploy_if_newer(
             object.version_id.as_deref().or(object.etag.as_deref()).unwrap_or("")
         )),
     );
-    let code = if package.size > deploy::MAX_DIRECT_UPLOAD_BYTES {
+    let code = if package.size > ctx.config.inline_max_bytes {
         let key = artifact::store_package(
             &ctx.s3,
             &object.bucket,
