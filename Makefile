@@ -23,7 +23,7 @@ bench: setup
 
 setup:
 	dev/setup.sh
-	dev/build-image.sh
+	dev/build-image.sh python node
 
 lint:
 	cargo fmt --all -- --check

@@ -428,3 +428,66 @@ async fn pip_platform_mode_fetches_manylinux_wheels_without_docker() {
         "arm64 built on an x86_64 host"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_dependencies_installed_with_npm_ci() {
+    // npm ci offline: the dependency is vendored (`file:`), so no registry is needed.
+    let node_image =
+        std::env::var("AUTO_LAMBDA_BUILD_NODE_IMAGE").unwrap_or_else(|_| "auto-lambda/build-node:test".into());
+    let ok = std::process::Command::new("docker")
+        .args(["image", "inspect", &node_image])
+        .output()
+        .unwrap()
+        .status
+        .success();
+    assert!(
+        ok,
+        "build image {node_image} is missing: run `make test` (or dev/build-image.sh python node) first"
+    );
+    let moto = Moto::start();
+    let stack = moto.bootstrap("npm", false);
+    let aws = Aws::new(&stack.endpoint).await;
+    let cache = tempfile::tempdir().unwrap();
+    let image = format!("nodejs20.x={node_image}");
+    let _worker = Worker::spawn(
+        &stack,
+        &[
+            "--build-image",
+            &image,
+            "--build-network",
+            "none",
+            "--cache-dir",
+            cache.path().to_str().unwrap(),
+        ],
+    );
+    let lock = br#"{"name": "node-deps", "version": "1.0.0", "lockfileVersion": 3, "requires": true, "packages": {
+        "": {"name": "node-deps", "version": "1.0.0", "dependencies": {"greet": "file:vendor/greet"}},
+        "node_modules/greet": {"resolved": "vendor/greet", "link": true},
+        "vendor/greet": {"version": "1.0.0"}}}"#;
+    let files: Vec<(&str, &[u8])> = vec![
+        ("index.js", b"const greet = require('greet');\nexports.handler = async () => greet('node');\n"),
+        ("package.json", br#"{"name": "node-deps", "version": "1.0.0", "private": true, "dependencies": {"greet": "file:vendor/greet"}}"#),
+        ("package-lock.json", lock),
+        ("vendor/greet/package.json", br#"{"name": "greet", "version": "1.0.0", "main": "index.js"}"#),
+        ("vendor/greet/index.js", b"module.exports = (n) => `hello, ${n}`;\n"),
+    ];
+    let id = aws.upload(&stack, "apps/node-deps.zip", zip_of(&files)).await;
+    let r = aws.wait_report(&stack, "apps/node-deps.zip", &id, T).await;
+    assert_eq!(r["outcome"], "deployed", "{r:#}");
+    assert_eq!(r["dependencies"], "built");
+    let names = zip_names(&cached_deps(cache.path()));
+    assert!(names.contains(&"node_modules/greet/index.js".to_owned()), "{names:?}");
+
+    // A handler whose dependency is missing fails the smoke test and is not deployed.
+    let broken: Vec<(&str, &[u8])> = vec![
+        ("index.js", b"const x = require('not-installed');\nexports.handler = async () => x;\n"),
+        ("package.json", br#"{"name": "node-deps", "version": "1.0.0", "private": true, "dependencies": {"greet": "file:vendor/greet"}}"#),
+        ("package-lock.json", lock),
+        ("vendor/greet/package.json", br#"{"name": "greet", "version": "1.0.0", "main": "index.js"}"#),
+        ("vendor/greet/index.js", b"module.exports = (n) => n;\n"),
+    ];
+    let id = aws.upload(&stack, "apps/node-broken.zip", zip_of(&broken)).await;
+    let r = aws.wait_report(&stack, "apps/node-broken.zip", &id, T).await;
+    assert_eq!(r["outcome"], "failed", "{r:#}");
+    assert!(r["error"].as_str().unwrap().contains("does not import"), "{r:#}");
+}

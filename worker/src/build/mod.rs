@@ -233,7 +233,8 @@ impl Builder {
         let script = match (ecosystem, offline) {
             (Ecosystem::Python, false) => "cp -R /src /tmp/src && cd /tmp/src && exec python3 -m pip install --no-input --no-compile --target /out -r requirements.txt",
             (Ecosystem::Python, true) => "cp -R /src /tmp/src && cd /tmp/src && exec python3 -m pip install --no-input --no-compile --no-index --no-build-isolation --target /out -r requirements.txt",
-            (Ecosystem::Node, _) => "cp /src/package.json /src/package-lock.json /out/ && cd /out && exec npm ci --omit=dev --no-audit --no-fund",
+            // `cp -L`: `file:` dependencies are symlinks in node_modules; the package needs the files.
+            (Ecosystem::Node, _) => "cp -R /src /tmp/src && cd /tmp/src && npm ci --omit=dev --no-audit --no-fund && cp -RL node_modules /out/",
         };
         let step = Step {
             image,
@@ -245,34 +246,61 @@ impl Builder {
             network: None,
         };
         let mut log = sandbox.run(step).await?;
-        if self.settings.smoke_test && ecosystem == Ecosystem::Python {
-            log.push_str(&self.smoke_test_python(sandbox, app, out, image, spec).await?);
+        if self.settings.smoke_test {
+            log.push_str(&self.smoke_test(sandbox, app, out, image, spec, ecosystem).await?);
         }
         Ok(log)
     }
 
-    /// Imports the handler's module with the built dependencies, with the network off.
-    async fn smoke_test_python(
+    /// Loads the handler's module with the built dependencies, with the network off, and
+    /// checks the handler function exists. Node: CommonJS handlers (`.js`); an ES module
+    /// (`.mjs`) resolves packages next to itself, not from the build output, so it is skipped.
+    async fn smoke_test(
         &self,
         sandbox: &Sandbox,
         app: &Path,
         out: &Path,
         image: &str,
         spec: &FunctionSpec,
+        ecosystem: Ecosystem,
     ) -> Result<String, BuildError> {
         let (module, function) = spec.handler.rsplit_once('.').unwrap_or((&spec.handler, "handler"));
-        let check = "import importlib, sys; sys.path[:0] = ['/src', '/out']; m = importlib.import_module(sys.argv[1]); getattr(m, sys.argv[2])";
+        let (cmd, env) = match ecosystem {
+            Ecosystem::Python => {
+                let check = "import importlib, sys; sys.path[:0] = ['/src', '/out']; m = importlib.import_module(sys.argv[1]); getattr(m, sys.argv[2])";
+                (
+                    vec![
+                        "python3".into(),
+                        "-B".into(),
+                        "-c".into(),
+                        check.into(),
+                        module.replace('/', "."),
+                        function.into(),
+                    ],
+                    vec![],
+                )
+            }
+            Ecosystem::Node => {
+                if !app.join(format!("{module}.js")).is_file() {
+                    return Ok(String::new());
+                }
+                let check = "const m = require(process.argv[1]); if (typeof m[process.argv[2]] !== 'function') { console.error('handler ' + process.argv[2] + ' is not a function'); process.exit(1); }";
+                (
+                    vec![
+                        "node".into(),
+                        "-e".into(),
+                        check.into(),
+                        format!("/src/{module}.js"),
+                        function.into(),
+                    ],
+                    vec!["NODE_PATH=/out/node_modules".into()],
+                )
+            }
+        };
         let step = Step {
             image,
-            cmd: vec![
-                "python3".into(),
-                "-B".into(),
-                "-c".into(),
-                check.into(),
-                module.replace('/', "."),
-                function.into(),
-            ],
-            env: vec![],
+            cmd,
+            env,
             src: app,
             out,
             out_read_only: true,
