@@ -11,15 +11,23 @@ use support::*;
 
 const T: Duration = Duration::from_secs(180);
 
-fn build_args() -> Vec<String> {
-    vec![
-        "--build-image".into(),
-        format!("python3.12={}", test_build_image()),
-        "--build-network".into(),
-        "none".into(),
-        "--concurrency".into(),
-        "1".into(),
-    ]
+/// A worker that builds offline in the local test image, one job at a time, with its
+/// dependency cache in `cache`, plus `extra` flags.
+fn spawn_builder(stack: &Stack, cache: &std::path::Path, extra: &[&str]) -> Worker {
+    let image = format!("python3.12={}", test_build_image());
+    let cache = cache.display().to_string();
+    let mut args = vec![
+        "--build-image",
+        &image,
+        "--build-network",
+        "none",
+        "--concurrency",
+        "1",
+        "--cache-dir",
+        &cache,
+    ];
+    args.extend_from_slice(extra);
+    Worker::spawn(stack, &args)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -28,10 +36,7 @@ async fn native_extension_is_compiled_imported_and_cached() {
     let stack = moto.bootstrap("native", false);
     let aws = Aws::new(&stack.endpoint).await;
     let cache = tempfile::tempdir().unwrap();
-    let mut args = build_args();
-    args.extend(["--cache-dir".into(), cache.path().display().to_string()]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let worker = Worker::spawn(&stack, &args);
+    let worker = spawn_builder(&stack, cache.path(), &[]);
 
     let mut files = dir_files(&repo_root().join("examples/python-native"));
     let key = "apps/native.zip";
@@ -143,10 +148,7 @@ async fn broken_builds_are_permanent_failures_with_the_log() {
     let stack = moto.bootstrap("broken", false);
     let aws = Aws::new(&stack.endpoint).await;
     let cache = tempfile::tempdir().unwrap();
-    let mut args = build_args();
-    args.extend(["--cache-dir".into(), cache.path().display().to_string()]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let worker = Worker::spawn(&stack, &args);
+    let worker = spawn_builder(&stack, cache.path(), &[]);
 
     // A C file that does not compile.
     let mut bad_c = dir_files(&repo_root().join("examples/python-native"));
@@ -222,15 +224,7 @@ async fn runaway_and_escaping_builds_are_stopped() {
     let stack = moto.bootstrap("runaway", false);
     let aws = Aws::new(&stack.endpoint).await;
     let cache = tempfile::tempdir().unwrap();
-    let mut args = build_args();
-    args.extend([
-        "--cache-dir".into(),
-        cache.path().display().to_string(),
-        "--build-timeout-secs".into(),
-        "4".into(),
-    ]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let worker = Worker::spawn(&stack, &args);
+    let worker = spawn_builder(&stack, cache.path(), &["--build-timeout-secs", "4"]);
 
     // A build that never ends is killed at the timeout.
     let id = aws
@@ -269,10 +263,7 @@ async fn build_container_is_locked_down() {
     let stack = moto.bootstrap("lockdown", false);
     let aws = Aws::new(&stack.endpoint).await;
     let cache = tempfile::tempdir().unwrap();
-    let mut args = build_args();
-    args.extend(["--cache-dir".into(), cache.path().display().to_string()]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let worker = Worker::spawn(&stack, &args);
+    let worker = spawn_builder(&stack, cache.path(), &[]);
     let id = aws
         .upload(
             &stack,
@@ -345,14 +336,7 @@ async fn shared_cache_starts_a_fresh_instance_warm() {
 
     // The first instance builds and shares the dependencies under cache/ in the bucket.
     let first_cache = tempfile::tempdir().unwrap();
-    let mut args = build_args();
-    args.extend([
-        "--cache-dir".into(),
-        first_cache.path().display().to_string(),
-        "--cache-bucket".into(),
-        stack.bucket.clone(),
-    ]);
-    let first = Worker::spawn(&stack, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let first = spawn_builder(&stack, first_cache.path(), &["--cache-bucket", &stack.bucket]);
     let id = aws.upload(&stack, "apps/shared-a.zip", zip_owned(&files)).await;
     let r = aws.wait_report(&stack, "apps/shared-a.zip", &id, T).await;
     assert_eq!(r["dependencies"], "built", "{r:#}");
@@ -369,14 +353,7 @@ async fn shared_cache_starts_a_fresh_instance_warm() {
 
     // A fresh instance (empty local cache) gets them from S3: no container runs.
     let second_cache = tempfile::tempdir().unwrap();
-    let mut args = build_args();
-    args.extend([
-        "--cache-dir".into(),
-        second_cache.path().display().to_string(),
-        "--cache-bucket".into(),
-        stack.bucket.clone(),
-    ]);
-    let second = Worker::spawn(&stack, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let second = spawn_builder(&stack, second_cache.path(), &["--cache-bucket", &stack.bucket]);
     let id = aws.upload(&stack, "apps/shared-b.zip", zip_owned(&files)).await;
     let r = aws.wait_report(&stack, "apps/shared-b.zip", &id, T).await;
     assert_eq!(r["outcome"], "deployed", "{r:#}");
