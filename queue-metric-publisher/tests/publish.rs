@@ -3,21 +3,9 @@
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use auto_lambda_testkit::*;
-use aws_config::BehaviorVersion;
-
-async fn sdk(endpoint: &str) -> aws_config::SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .region(aws_config::Region::new(REGION))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "testing", "testing", None, None, "test",
-        ))
-        .endpoint_url(endpoint)
-        .load()
-        .await
-}
 
 fn publisher(stack: &Stack) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_queue-metric-publisher"));
@@ -30,34 +18,18 @@ fn publisher(stack: &Stack) -> Command {
     cmd
 }
 
-/// Every data point of one metric in the last few minutes, from GetMetricStatistics.
+/// The Maximum of each 1-second data point of one metric in the last five minutes.
 async fn datapoints(cw: &aws_sdk_cloudwatch::Client, metric: &str, dims: &[(&str, &str)]) -> Vec<f64> {
-    use aws_sdk_cloudwatch::types::{Dimension, Statistic};
-    let now = SystemTime::now();
-    let out = cw
-        .get_metric_statistics()
-        .namespace("AutoLambda")
-        .metric_name(metric)
-        .set_dimensions(Some(
-            dims.iter()
-                .map(|(n, v)| Dimension::builder().name(*n).value(*v).build())
-                .collect(),
-        ))
-        .start_time((now - Duration::from_secs(300)).into())
-        .end_time((now + Duration::from_secs(60)).into())
-        .period(1)
-        .statistics(Statistic::Maximum)
-        .send()
-        .await
-        .unwrap();
-    out.datapoints().iter().filter_map(|d| d.maximum()).collect()
+    use aws_sdk_cloudwatch::types::Statistic;
+    let points = metric_datapoints(cw, metric, dims, Duration::from_secs(300), 1, Statistic::Maximum).await;
+    points.iter().filter_map(|d| d.maximum()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn published_figures_match_the_queue_and_group() {
     let moto = Moto::start();
     let stack = moto.bootstrap_with("qmp", false, 2);
-    let cfg = sdk(&stack.endpoint).await;
+    let cfg = sdk_config(&stack.endpoint).await;
     let sqs = aws_sdk_sqs::Client::new(&cfg);
     let cw = aws_sdk_cloudwatch::Client::new(&cfg);
 

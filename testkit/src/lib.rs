@@ -13,6 +13,48 @@ use serde_json::Value;
 
 pub const REGION: &str = "us-east-1";
 
+/// SDK configuration for moto at `endpoint`: fixed region and fake credentials.
+pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    let creds = aws_sdk_cloudwatch::config::Credentials::new("testing", "testing", None, None, "test");
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(REGION))
+        .credentials_provider(creds)
+        .endpoint_url(endpoint)
+        .load()
+        .await
+}
+
+/// Data points of one metric in namespace AutoLambda, from `lookback` ago until a minute from
+/// now, aggregated over `period_secs` with `statistic`.
+pub async fn metric_datapoints(
+    cloudwatch: &aws_sdk_cloudwatch::Client,
+    metric: &str,
+    dims: &[(&str, &str)],
+    lookback: Duration,
+    period_secs: i32,
+    statistic: aws_sdk_cloudwatch::types::Statistic,
+) -> Vec<aws_sdk_cloudwatch::types::Datapoint> {
+    use aws_sdk_cloudwatch::types::Dimension;
+    let now = std::time::SystemTime::now();
+    let out = cloudwatch
+        .get_metric_statistics()
+        .namespace("AutoLambda")
+        .metric_name(metric)
+        .set_dimensions(Some(
+            dims.iter()
+                .map(|(n, v)| Dimension::builder().name(*n).value(*v).build())
+                .collect(),
+        ))
+        .start_time((now - lookback).into())
+        .end_time((now + Duration::from_secs(60)).into())
+        .period(period_secs)
+        .statistics(statistic)
+        .send()
+        .await
+        .unwrap();
+    out.datapoints().to_vec()
+}
+
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
 }

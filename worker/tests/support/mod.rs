@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 pub use auto_lambda_testkit::*;
 
-use aws_config::BehaviorVersion;
 use aws_sdk_s3::primitives::ByteStream;
 use serde_json::Value;
 
@@ -25,13 +24,7 @@ pub struct Aws {
 
 impl Aws {
     pub async fn new(endpoint: &str) -> Aws {
-        let creds = aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "test");
-        let sdk = aws_config::defaults(BehaviorVersion::latest())
-            .region(aws_config::Region::new(REGION))
-            .credentials_provider(creds)
-            .endpoint_url(endpoint)
-            .load()
-            .await;
+        let sdk = sdk_config(endpoint).await;
         Aws {
             s3: aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build()),
             sqs: aws_sdk_sqs::Client::new(&sdk),
@@ -79,26 +72,17 @@ impl Aws {
 
     /// The sum of a metric in namespace AutoLambda over the last ten minutes.
     pub async fn cloudwatch_sum(&self, metric: &str, dims: &[(&str, &str)]) -> f64 {
-        use aws_sdk_cloudwatch::types::{Dimension, Statistic};
-        let now = std::time::SystemTime::now();
-        let out = self
-            .cloudwatch
-            .get_metric_statistics()
-            .namespace("AutoLambda")
-            .metric_name(metric)
-            .set_dimensions(Some(
-                dims.iter()
-                    .map(|(n, v)| Dimension::builder().name(*n).value(*v).build())
-                    .collect(),
-            ))
-            .start_time((now - Duration::from_secs(600)).into())
-            .end_time((now + Duration::from_secs(60)).into())
-            .period(60)
-            .statistics(Statistic::Sum)
-            .send()
-            .await
-            .unwrap();
-        out.datapoints().iter().filter_map(|d| d.sum()).sum()
+        use aws_sdk_cloudwatch::types::Statistic;
+        let points = metric_datapoints(
+            &self.cloudwatch,
+            metric,
+            dims,
+            Duration::from_secs(600),
+            60,
+            Statistic::Sum,
+        )
+        .await;
+        points.iter().filter_map(|d| d.sum()).sum()
     }
 
     /// Waits for any status report, final or not.
