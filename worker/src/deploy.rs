@@ -216,12 +216,14 @@ pub async fn upsert(
             (Change::Created, arn)
         }
         Some(state) if state.code_sha256 == package.code_sha256 && state.config_matches => {
-            return Ok(Deployment {
-                change: Change::Unchanged,
-                function_arn: state.arn,
-                code_sha256: state.code_sha256,
-                version: None,
-            });
+            // Nothing to change, but an earlier attempt may have stopped (or lost Lambda's reply)
+            // between the change and the publish, so the tags are brought up to date and the
+            // version published below all the same: PublishVersion returns the existing version
+            // when nothing changed since it.
+            if tags.iter().any(|(k, v)| state.tags.get(k) != Some(v)) {
+                tag(lambda, &function, &state.arn, tags).await?;
+            }
+            (Change::Unchanged, state.arn)
         }
         Some(state) => {
             let mut revision = state.revision_id.clone();
@@ -265,16 +267,7 @@ pub async fn upsert(
                     })?;
                 wait_updated(lambda, &function).await?;
             }
-            lambda
-                .tag_resource()
-                .resource(&state.arn)
-                .set_tags(Some(tags.clone()))
-                .send()
-                .await
-                .map_err(|e| DeployError::Tag {
-                    function: function.clone(),
-                    source: Box::new(e),
-                })?;
+            tag(lambda, &function, &state.arn, tags).await?;
             (Change::Updated, state.arn)
         }
     };
@@ -289,6 +282,25 @@ pub async fn upsert(
         code_sha256: package.code_sha256.clone(),
         version,
     })
+}
+
+async fn tag(
+    lambda: &aws_sdk_lambda::Client,
+    function: &str,
+    arn: &str,
+    tags: &HashMap<String, String>,
+) -> Result<(), DeployError> {
+    lambda
+        .tag_resource()
+        .resource(arn)
+        .set_tags(Some(tags.clone()))
+        .send()
+        .await
+        .map_err(|e| DeployError::Tag {
+            function: function.to_owned(),
+            source: Box::new(e),
+        })?;
+    Ok(())
 }
 
 async fn create(

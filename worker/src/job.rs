@@ -300,16 +300,19 @@ async fn deploy_if_newer(
             return Ok(Done::stale(spec, package, Some(state.arn.clone()), note));
         }
     }
+    let source = tag_value(&format!(
+        "{}#{}",
+        object.key,
+        object.version_id.as_deref().or(object.etag.as_deref()).unwrap_or("")
+    ));
+    // An earlier attempt of this very upload already changed the function (its reply was lost,
+    // or the worker stopped before the end): finishing that is deploying it, not "unchanged".
+    let ours_in_place = current
+        .as_ref()
+        .is_some_and(|state| state.tags.get(TAG_ORDER) == Some(&ours) && state.tags.get(TAG_SOURCE) == Some(&source));
     let mut tags = HashMap::new();
     tags.insert(TAG_ORDER.to_owned(), ours);
-    tags.insert(
-        TAG_SOURCE.to_owned(),
-        tag_value(&format!(
-            "{}#{}",
-            object.key,
-            object.version_id.as_deref().or(object.etag.as_deref()).unwrap_or("")
-        )),
-    );
+    tags.insert(TAG_SOURCE.to_owned(), source);
     let code = if package.size > ctx.config.inline_max_bytes {
         let key = artifact::store_package(
             &ctx.s3,
@@ -338,6 +341,7 @@ async fn deploy_if_newer(
     .await?;
     let outcome = match deployment.change {
         Change::Created | Change::Updated => Outcome::Deployed,
+        Change::Unchanged if ours_in_place => Outcome::Deployed,
         Change::Unchanged => Outcome::Unchanged,
     };
     Ok(Done {

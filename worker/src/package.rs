@@ -23,6 +23,9 @@ use zip::{CompressionMethod, DateTime, ZipWriter};
 /// Deflate level used for every entry: zlib's default, the same level SAM CLI and `zip -6` use.
 pub const DEFLATE_LEVEL: i64 = 6;
 
+/// Files at least this large are streamed into the package rather than compressed ahead.
+pub const LARGE_ENTRY_BYTES: u64 = 8 * 1024 * 1024;
+
 /// Lambda's limit on a function's unzipped size (250 MB).
 pub const MAX_UNZIPPED_BYTES: u64 = 250 * 1024 * 1024;
 
@@ -381,6 +384,52 @@ mod tests {
             .to_string();
         assert!(err.contains("3010 bytes") && err.contains("numpy/core 0.0 MB"), "{err}");
         assert!(!out.path().join("p.zip").exists(), "nothing written");
+    }
+
+    /// Every file kind and both the small (compressed ahead on every core) and large (streamed)
+    /// paths, with content that compresses some but not entirely.
+    fn fixed_tree() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut bytes = |n: usize| -> Vec<u8> {
+            (0..n)
+                .map(|i| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    if i % 3 == 0 {
+                        (seed % 251) as u8
+                    } else {
+                        b'a' + (i % 7) as u8
+                    }
+                })
+                .collect()
+        };
+        for d in 0..20 {
+            let sub = dir.path().join(format!("lib/mod{d:02}"));
+            std::fs::create_dir_all(&sub).unwrap();
+            for f in 0..10 {
+                std::fs::write(sub.join(format!("f{f}.py")), bytes(100 + 977 * f * d)).unwrap();
+            }
+        }
+        std::fs::write(dir.path().join("lib/big.so"), bytes(LARGE_ENTRY_BYTES as usize + 12345)).unwrap();
+        std::fs::write(dir.path().join("app.py"), "def handler(e, c): return 1\n").unwrap();
+        std::fs::write(dir.path().join("bootstrap"), "#!/bin/sh\n").unwrap();
+        std::fs::write(dir.path().join("empty"), "").unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink("lib/big.so", dir.path().join("link.so")).unwrap();
+        dir
+    }
+
+    /// The CodeSha256 of a given tree is part of the contract: a new worker must not redeploy
+    /// every unchanged app. This figure was written by the single-threaded packager.
+    #[test]
+    fn fixed_tree_keeps_its_code_sha256() {
+        let tree = fixed_tree();
+        let out = tempfile::tempdir().unwrap();
+        let p = build(tree.path(), &out.path().join("p.zip")).unwrap();
+        assert_eq!(p.entries, 205);
+        assert_eq!(p.code_sha256, "JBP0aObQtT3o33cHTkZXt5k+Tok6GcHjLMH9cau2bUk=");
     }
 
     #[test]

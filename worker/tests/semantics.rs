@@ -92,19 +92,62 @@ async fn duplicated_event_deploys_once() {
         worker.outcomes(&["deployed", "unchanged", "stale-skipped"]).await == 5.0
     })
     .await;
-    assert_eq!(
-        worker.metric("auto_lambda_jobs_total{outcome=\"deployed\"}").await,
-        1.0,
-        "exactly one deploy"
-    );
+    // Every delivery finds this upload in place (or puts it there): each says "deployed", and
+    // the one deploy is the one version.
+    assert_eq!(worker.metric("auto_lambda_jobs_total{outcome=\"deployed\"}").await, 5.0);
     assert_eq!(aws.versions("dup").await, ["1"], "one version published");
     assert_eq!(aws.code_sha256("dup").await, expected_sha(&as_refs(&files)));
     let report = aws.wait_report(&stack, "apps/dup.zip", &id, T).await;
-    assert!(
-        ["deployed", "unchanged"].contains(&report["outcome"].as_str().unwrap()),
-        "{report:#}"
-    );
+    assert_eq!(report["outcome"], "deployed", "{report:#}");
+    assert_eq!(report["version"], "1", "{report:#}");
+
+    // The same bytes uploaded again are a new upload with nothing to change. (The bucket is
+    // unversioned, so its report replaces the first one at the same ETag key.)
+    let again = aws.upload(&stack, "apps/dup.zip", zip_of(&as_refs(&files))).await;
+    eventually(T, "re-upload reported", || async {
+        aws.wait_report(&stack, "apps/dup.zip", &again, T).await["outcome"] == "unchanged"
+    })
+    .await;
+    let report = aws.wait_report(&stack, "apps/dup.zip", &again, T).await;
+    assert_eq!(report["outcome"], "unchanged", "{report:#}");
+    assert_eq!(report["version"], "1", "{report:#}");
+    assert_eq!(aws.versions("dup").await, ["1"], "still one version");
     assert_eq!(worker.metric("auto_lambda_jobs_in_flight").await, 0.0);
+}
+
+/// A worker that changed the function but stopped (or lost Lambda's reply) before publishing
+/// leaves `$LATEST` running the upload with no version. The redelivered message finishes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_stopped_before_publishing_is_finished() {
+    let moto = Moto::start();
+    let stack = moto.bootstrap("half", false);
+    let aws = Aws::new(&stack.endpoint).await;
+    let files = app(1);
+    let id = aws.upload(&stack, "apps/half.zip", zip_of(&as_refs(&files))).await;
+    let body = drain_bodies(&aws, &stack.queue_url, 1).await.remove(0);
+    send(&aws, &stack.queue_url, &body).await;
+    let worker = Worker::spawn(&stack, &[]);
+    assert_eq!(aws.wait_report(&stack, "apps/half.zip", &id, T).await["version"], "1");
+
+    // Take the version away: the function is now as an attempt that stopped before publishing
+    // left it.
+    aws.lambda
+        .delete_function()
+        .function_name("half")
+        .qualifier("1")
+        .send()
+        .await
+        .unwrap();
+    assert!(aws.versions("half").await.is_empty());
+    send(&aws, &stack.queue_url, &body).await;
+    eventually(T, "redelivery worked", || async {
+        worker.metric("auto_lambda_jobs_total{outcome=\"deployed\"}").await == 2.0
+    })
+    .await;
+    assert_eq!(aws.versions("half").await, ["1"], "the version is published again");
+    let report = aws.wait_report(&stack, "apps/half.zip", &id, T).await;
+    assert_eq!(report["outcome"], "deployed", "{report:#}");
+    assert_eq!(report["version"], "1", "{report:#}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
