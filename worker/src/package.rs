@@ -14,6 +14,8 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
@@ -129,45 +131,7 @@ fn build_limited(root: &Path, deps: Option<&Path>, out: &Path, limit: u64) -> Re
 
     let file = std::fs::File::create(out).map_err(PackageError::Write)?;
     let mut zip = ZipWriter::new(std::io::BufWriter::new(file));
-    let base = SimpleFileOptions::default()
-        .compression_method(CompressionMethod::Deflated)
-        .compression_level(Some(DEFLATE_LEVEL))
-        .last_modified_time(DateTime::default());
-    let mut buf = vec![0u8; 256 * 1024];
-    for entry in &entries {
-        let name = entry.name.as_str();
-        match &entry.kind {
-            Kind::Raw(index) => {
-                let archive = deps_archive.as_mut().expect("raw entries come from the deps archive");
-                zip.raw_copy_file(archive.by_index_raw(*index)?)?;
-            }
-            Kind::Symlink(target) => zip.add_symlink(name, target.as_str(), base.unix_permissions(0o777))?,
-            Kind::File { executable } => {
-                let mode = if *executable || name == "bootstrap" {
-                    0o755
-                } else {
-                    0o644
-                };
-                // Large entries need ZIP64 headers; decided per entry, so small packages stay classic.
-                zip.start_file(
-                    name,
-                    base.unix_permissions(mode).large_file(entry.size >= u32::MAX as u64),
-                )?;
-                let read_error = |source| PackageError::Read {
-                    path: entry.name.clone(),
-                    source,
-                };
-                let mut src = std::fs::File::open(&entry.path).map_err(read_error)?;
-                loop {
-                    let n = src.read(&mut buf).map_err(read_error)?;
-                    if n == 0 {
-                        break;
-                    }
-                    zip.write_all(&buf[..n]).map_err(PackageError::Write)?;
-                }
-            }
-        }
-    }
+    write_entries(&mut zip, &entries, deps_archive.as_mut())?;
     let mut writer = zip.finish()?;
     writer.flush().map_err(PackageError::Write)?;
     let mut file = writer.into_inner().map_err(|e| PackageError::Write(e.into_error()))?;
@@ -180,6 +144,178 @@ fn build_limited(root: &Path, deps: Option<&Path>, out: &Path, limit: u64) -> Re
         entries: entries.len(),
         unzipped_bytes,
     })
+}
+
+/// Files are read, and fed to deflate, in chunks of this size. Deflate's output depends on how
+/// its input is chunked, so every path uses the same size: changing it changes CodeSha256.
+const COPY_BUFFER_BYTES: usize = 256 * 1024;
+
+/// Compressed entries waiting to be written may hold at most this many bytes between them.
+const AHEAD_BUDGET_BYTES: usize = 16 * 1024 * 1024;
+
+/// Writes `entries` into `zip` in order. Small files are deflated ahead on every core, each into
+/// a one-entry zip in memory whose compressed entry is then copied raw, so the bytes are exactly
+/// those of compressing in order on one thread. Large files are streamed in place, so memory
+/// stays bounded by [`AHEAD_BUDGET_BYTES`] plus one small file per core whatever the app's size.
+fn write_entries<W: Write + Seek>(
+    zip: &mut ZipWriter<W>,
+    entries: &[Entry],
+    mut deps: Option<&mut zip::ZipArchive<std::io::BufReader<std::fs::File>>>,
+) -> Result<(), PackageError> {
+    let ahead = Ahead::default();
+    let next = AtomicUsize::new(0);
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| ahead.work(entries, &next, &mut vec![0u8; COPY_BUFFER_BYTES]));
+        }
+        let written = (|| {
+            let mut buf = vec![0u8; COPY_BUFFER_BYTES];
+            for (i, entry) in entries.iter().enumerate() {
+                let name = entry.name.as_str();
+                match &entry.kind {
+                    Kind::Raw(index) => {
+                        let archive = deps.as_deref_mut().expect("raw entries come from the deps archive");
+                        zip.raw_copy_file(archive.by_index_raw(*index)?)?;
+                    }
+                    Kind::Symlink(target) => {
+                        zip.add_symlink(name, target.as_str(), file_options(0o777, 0))?;
+                    }
+                    Kind::File { .. } if compressed_ahead(entry) => {
+                        let one = ahead.take(i)?;
+                        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(one))?;
+                        zip.raw_copy_file(archive.by_index_raw(0)?)?;
+                    }
+                    Kind::File { .. } => {
+                        zip.start_file(name, file_options(mode(entry), entry.size))?;
+                        copy_file(entry, zip, &mut buf)?;
+                    }
+                }
+                ahead.written(i + 1);
+            }
+            Ok(())
+        })();
+        ahead.stop();
+        written
+    })
+}
+
+fn compressed_ahead(entry: &Entry) -> bool {
+    matches!(entry.kind, Kind::File { .. }) && entry.size < LARGE_ENTRY_BYTES
+}
+
+fn mode(entry: &Entry) -> u32 {
+    match entry.kind {
+        Kind::File { executable: true } => 0o755,
+        _ if entry.name == "bootstrap" => 0o755,
+        _ => 0o644,
+    }
+}
+
+/// The same options for every entry, so that an entry compressed ahead and one streamed in
+/// place are written alike. Large entries need ZIP64 headers; decided per entry, so small
+/// packages stay classic.
+fn file_options(mode: u32, size: u64) -> SimpleFileOptions {
+    SimpleFileOptions::default()
+        .compression_method(CompressionMethod::Deflated)
+        .compression_level(Some(DEFLATE_LEVEL))
+        .last_modified_time(DateTime::default())
+        .unix_permissions(mode)
+        .large_file(size >= u64::from(u32::MAX))
+}
+
+fn copy_file(entry: &Entry, out: &mut impl Write, buf: &mut [u8]) -> Result<(), PackageError> {
+    let read_error = |source| PackageError::Read {
+        path: entry.name.clone(),
+        source,
+    };
+    let mut src = std::fs::File::open(&entry.path).map_err(read_error)?;
+    loop {
+        let n = src.read(buf).map_err(read_error)?;
+        if n == 0 {
+            return Ok(());
+        }
+        out.write_all(&buf[..n]).map_err(PackageError::Write)?;
+    }
+}
+
+/// Compresses one file into a one-entry zip in memory.
+fn compress(entry: &Entry, buf: &mut [u8]) -> Result<Vec<u8>, PackageError> {
+    let mut one = ZipWriter::new(std::io::Cursor::new(Vec::with_capacity(entry.size as usize / 2 + 256)));
+    one.start_file(entry.name.as_str(), file_options(mode(entry), entry.size))?;
+    copy_file(entry, &mut one, buf)?;
+    Ok(one.finish()?.into_inner())
+}
+
+/// The small files compressed ahead of the writer, by index, and how far the writer has got.
+#[derive(Default)]
+struct Ahead {
+    state: Mutex<AheadState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct AheadState {
+    done: BTreeMap<usize, Result<Vec<u8>, PackageError>>,
+    bytes: usize,
+    written: usize,
+    stopped: bool,
+}
+
+impl Ahead {
+    /// One compressing thread: claims entries in order and compresses the small files among
+    /// them. A claim beyond the budget waits for the writer, except the one the writer needs
+    /// next, so the writer always makes progress.
+    fn work(&self, entries: &[Entry], next: &AtomicUsize, buf: &mut [u8]) {
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(entry) = entries.get(i) else { return };
+            if !compressed_ahead(entry) {
+                continue;
+            }
+            {
+                let mut state = self.lock();
+                while !state.stopped && state.bytes >= AHEAD_BUDGET_BYTES && state.written < i {
+                    state = self.changed.wait(state).unwrap_or_else(PoisonError::into_inner);
+                }
+                if state.stopped {
+                    return;
+                }
+            }
+            let result = compress(entry, buf);
+            let mut state = self.lock();
+            state.bytes += result.as_ref().map_or(0, Vec::len);
+            state.done.insert(i, result);
+            self.changed.notify_all();
+        }
+    }
+
+    /// Waits for entry `i` and hands it to the writer.
+    fn take(&self, i: usize) -> Result<Vec<u8>, PackageError> {
+        let mut state = self.lock();
+        loop {
+            if let Some(result) = state.done.remove(&i) {
+                state.bytes -= result.as_ref().map_or(0, Vec::len);
+                return result;
+            }
+            state = self.changed.wait(state).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    fn written(&self, upto: usize) {
+        self.lock().written = upto;
+        self.changed.notify_all();
+    }
+
+    /// Lets every compressing thread go, whether or not the package was finished.
+    fn stop(&self) {
+        self.lock().stopped = true;
+        self.changed.notify_all();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, AheadState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// The five largest directories (two levels deep) by unzipped size, e.g. `numpy/core 61.2 MB`.
@@ -430,6 +566,77 @@ mod tests {
         let p = build(tree.path(), &out.path().join("p.zip")).unwrap();
         assert_eq!(p.entries, 205);
         assert_eq!(p.code_sha256, "JBP0aObQtT3o33cHTkZXt5k+Tok6GcHjLMH9cau2bUk=");
+    }
+
+    /// The single-threaded way: every entry deflated in place, in order.
+    fn sequential(entries: &[Entry], out: &Path) {
+        let mut zip = ZipWriter::new(std::fs::File::create(out).unwrap());
+        let mut buf = vec![0u8; COPY_BUFFER_BYTES];
+        for entry in entries {
+            match &entry.kind {
+                Kind::Symlink(target) => zip
+                    .add_symlink(entry.name.as_str(), target.as_str(), file_options(0o777, 0))
+                    .unwrap(),
+                _ => {
+                    zip.start_file(entry.name.as_str(), file_options(mode(entry), entry.size))
+                        .unwrap();
+                    copy_file(entry, &mut zip, &mut buf).unwrap();
+                }
+            }
+        }
+        zip.finish().unwrap();
+    }
+
+    /// Well over the look-ahead budget of incompressible files, so compressing threads wait on
+    /// the writer, and the bytes still equal the single-threaded package's.
+    #[test]
+    fn compressing_ahead_under_a_full_budget_writes_the_same_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        for i in 0..48 {
+            let noise: Vec<u8> = (0..1_000_000)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    seed as u8
+                })
+                .collect();
+            std::fs::write(dir.path().join(format!("blob{i:02}.bin")), noise).unwrap();
+        }
+        let out = tempfile::tempdir().unwrap();
+        let p = build(dir.path(), &out.path().join("p.zip")).unwrap();
+        assert!(p.size > 2 * AHEAD_BUDGET_BYTES as u64);
+        sequential(&collect(dir.path()).unwrap(), &out.path().join("s.zip"));
+        assert_eq!(
+            p.code_sha256,
+            sha256_base64(&out.path().join("s.zip")).unwrap(),
+            "compressing ahead changed the bytes"
+        );
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_read_fails_the_package_by_name() {
+        let tree = fixed_tree();
+        let mut entries = collect(tree.path()).unwrap();
+        entries[100].path = tree.path().join("vanished.py");
+        let name = entries[100].name.clone();
+        let out = tempfile::tempdir().unwrap();
+        let mut zip = ZipWriter::new(std::fs::File::create(out.path().join("p.zip")).unwrap());
+        let err = write_entries(&mut zip, &entries, None).unwrap_err();
+        assert!(
+            matches!(&err, PackageError::Read { path, .. } if *path == name),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn fixed_tree_equals_the_single_threaded_package() {
+        let tree = fixed_tree();
+        let out = tempfile::tempdir().unwrap();
+        let p = build(tree.path(), &out.path().join("p.zip")).unwrap();
+        sequential(&collect(tree.path()).unwrap(), &out.path().join("s.zip"));
+        assert_eq!(p.code_sha256, sha256_base64(&out.path().join("s.zip")).unwrap());
     }
 
     #[test]
