@@ -42,8 +42,8 @@ if [ "${#need[@]}" -gt 0 ]; then apt_install "${need[@]}"; fi
 # perf is optional: without it the packager's profile is skipped.
 if ! command -v perf >/dev/null; then apt_install linux-perf || echo "bench: perf unavailable; no profile" >&2; fi
 
-echo "bench: building release binaries (cargo build --release --bins --examples)" >&2
-cargo build --release --quiet --bins --examples
+echo "bench: building release binaries (cargo build --release --bins --features auto-lambda-worker/bench-tools)" >&2
+cargo build --release --quiet --bins --features auto-lambda-worker/bench-tools
 
 mkdir -p .dev/bench
 child=

@@ -4,7 +4,7 @@
     .venv/bin/python dev/bench/bench.py [--only packaging,latency,native,burst,footprint,sim]
 
 Needs the release binaries (target/release/auto-lambda-worker, queue-metric-publisher and the
-package_tree example), Info-ZIP `zip`, GNU `/usr/bin/time`, Docker with the local build image
+package-tree bench tool), Info-ZIP `zip`, GNU `/usr/bin/time`, Docker with the local build image
 (dev/build-image.sh) and the venv with moto (dev/setup.sh). dev/bench.sh sees to all of that.
 
 Prints one line per figure, `name: value unit`, then a markdown table, then the scaling
@@ -36,7 +36,7 @@ BENCH = os.path.join(ROOT, ".dev", "bench")
 RELEASE = os.path.join(ROOT, "target", "release")
 WORKER = os.path.join(RELEASE, "auto-lambda-worker")
 PUBLISHER = os.path.join(RELEASE, "queue-metric-publisher")
-PACKAGE_TREE = os.path.join(RELEASE, "examples", "package_tree")
+PACKAGE_TREE = os.path.join(RELEASE, "package-tree")
 PY = sys.executable
 REGION = "us-east-1"
 BUILD_IMAGE = os.environ.get("AUTO_LAMBDA_BUILD_IMAGE", "auto-lambda/build-python:test")
@@ -660,7 +660,7 @@ def main():
     os.makedirs(BENCH, exist_ok=True)
     for exe in (WORKER, PUBLISHER, PACKAGE_TREE):
         if not os.access(exe, os.X_OK):
-            raise SystemExit(f"bench: error: {exe} is missing; run `cargo build --release --bins --examples`")
+            raise SystemExit(f"bench: error: {exe} is missing; run `cargo build --release --bins --features auto-lambda-worker/bench-tools`")
     started = time.monotonic()
     try:
         if "packaging" in only:

@@ -1,6 +1,6 @@
 //! Packages a directory with the worker's own packager and prints what it took, as JSON.
 //!
-//!     package_tree ROOT OUT.zip
+//!     package-tree ROOT OUT.zip
 //!
 //! Used by `make bench` (dev/bench.sh) to compare the packager with Python's zipfile and
 //! Info-ZIP on the same trees: `{"seconds":…,"bytes":…,"code_sha256":"…","entries":…}`.
@@ -13,7 +13,7 @@ use std::time::Instant;
 fn main() -> ExitCode {
     let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
     let [root, out] = args.as_slice() else {
-        eprintln!("usage: package_tree ROOT OUT.zip");
+        eprintln!("usage: package-tree ROOT OUT.zip");
         return ExitCode::from(64);
     };
     let start = Instant::now();
@@ -31,7 +31,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(err) => {
-            eprintln!("package_tree: {err}");
+            eprintln!("package-tree: {err}");
             ExitCode::FAILURE
         }
     }
