@@ -522,19 +522,29 @@ mod tests {
         assert!(!out.path().join("p.zip").exists(), "nothing written");
     }
 
+    /// Reproducible pseudo-random bytes for test trees.
+    struct XorShift(u64);
+
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+
     /// Every file kind and both the small (compressed ahead on every core) and large (streamed)
     /// paths, with content that compresses some but not entirely.
     fn fixed_tree() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
         let mut bytes = |n: usize| -> Vec<u8> {
             (0..n)
                 .map(|i| {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
+                    let r = rng.next();
                     if i % 3 == 0 {
-                        (seed % 251) as u8
+                        (r % 251) as u8
                     } else {
                         b'a' + (i % 7) as u8
                     }
@@ -592,16 +602,9 @@ mod tests {
     #[test]
     fn compressing_ahead_under_a_full_budget_writes_the_same_bytes() {
         let dir = tempfile::tempdir().unwrap();
-        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
         for i in 0..48 {
-            let noise: Vec<u8> = (0..1_000_000)
-                .map(|_| {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
-                    seed as u8
-                })
-                .collect();
+            let noise: Vec<u8> = (0..1_000_000).map(|_| rng.next() as u8).collect();
             std::fs::write(dir.path().join(format!("blob{i:02}.bin")), noise).unwrap();
         }
         let out = tempfile::tempdir().unwrap();
