@@ -17,8 +17,9 @@ test: setup
 test-infra:
 	dev/test-infra.sh
 
-# Benchmarks (never part of `make test`): figures, baselines and a table; see dev/bench.sh.
-bench: setup
+# Benchmarks (never part of `make test`): figures, baselines and a table. dev/bench.sh does its
+# own set-up while the release build runs.
+bench:
 	dev/bench.sh
 
 setup:

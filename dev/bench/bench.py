@@ -653,11 +653,17 @@ def on_term(signum, frame):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", default="packaging,latency,native,burst,footprint,sim")
+    p.add_argument("--prepare", action="store_true",
+                   help="only generate the packaging trees (dev/bench.sh does it while the release build runs)")
     a = p.parse_args()
     only = set(a.only.split(","))
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGHUP, on_term)
     os.makedirs(BENCH, exist_ok=True)
+    if a.prepare:
+        for profile, _ in TREES:
+            ensure_tree(profile)
+        return
     for exe in (WORKER, PUBLISHER, PACKAGE_TREE):
         if not os.access(exe, os.X_OK):
             raise SystemExit(f"bench: error: {exe} is missing; run `cargo build --release --bins --features auto-lambda-worker/bench-tools`")
