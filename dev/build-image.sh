@@ -1,23 +1,30 @@
 #!/usr/bin/env bash
 # Build the local test build images from Debian packages: no container registry is needed.
 #
-#   dev/build-image.sh [--force] [python] [node]
+#   dev/build-image.sh [--force] [RUNTIME ...]
 #
-#   python  auto-lambda/build-python:test  (the default when no image is named)
-#           python3, pip, venv, setuptools, wheel, gcc, libc6-dev, python3-dev
-#   node    auto-lambda/build-node:test    (only when asked: it costs ~70 s and ~200 MB more)
-#           nodejs, npm, g++, make
+# Each image stands in for exactly one Lambda runtime: the one whose interpreter it really has.
+#
+#   python3.9    auto-lambda/build-python3.9:test    Debian bullseye (Python 3.9)
+#   python3.11   auto-lambda/build-python3.11:test   Debian bookworm (Python 3.11)
+#   python3.13   auto-lambda/build-python3.13:test   Debian trixie   (Python 3.13)
+#   nodejs20.x   auto-lambda/build-nodejs20.x:test   Debian trixie   (Node.js 20)
+#   python       the same as python3.13 (the default when no image is named)
+#   node         the same as nodejs20.x
+#   all          every image above
+#
+# Python images hold python3, pip, venv, setuptools, wheel, gcc, libc6-dev and python3-dev; the
+# Node image nodejs, npm, g++ and make. Each costs ~40-70 s and ~200-470 MB the first time.
 #
 # Environment:
-#   AUTO_LAMBDA_BUILD_IMAGE       name of the python image (default auto-lambda/build-python:test)
-#   AUTO_LAMBDA_BUILD_NODE_IMAGE  name of the node image   (default auto-lambda/build-node:test)
-#   AUTO_LAMBDA_DEBIAN_MIRROR     Debian mirror            (default http://deb.debian.org/debian)
+#   AUTO_LAMBDA_DEBIAN_MIRROR     Debian mirror (default http://deb.debian.org/debian)
 #   AUTO_LAMBDA_FORCE_IMAGE=1     rebuild even when the image is up to date (same as --force)
 #
-# Each image carries the label auto-lambda.recipe = sha256 of everything that decides its
-# content (suite, variant, packages, dpkg options, the hook, the image config). When an image
-# of that name already carries the current hash, the script does nothing (well under a second);
-# when the recipe changes, the image is rebuilt and the old one removed.
+# Each image carries the labels auto-lambda.runtime (the runtime it stands in for) and
+# auto-lambda.recipe = sha256 of everything that decides its content (suite, variant, packages,
+# dpkg options, the hook, the image config). When an image of that name already carries the
+# current hash, the script does nothing (well under a second); when the recipe changes, the
+# image is rebuilt and the old one removed.
 #
 # The images run as uid/gid 1000 ("build"), with HOME=/tmp and pip told to keep no cache and
 # skip its version check, so they work with a read-only root and a tmpfs /tmp. They hold
@@ -31,30 +38,27 @@ set -euo pipefail
 log() { printf 'build-image: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-PY_IMAGE="${AUTO_LAMBDA_BUILD_IMAGE:-auto-lambda/build-python:test}"
-NODE_IMAGE="${AUTO_LAMBDA_BUILD_NODE_IMAGE:-auto-lambda/build-node:test}"
 MIRROR="${AUTO_LAMBDA_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 FORCE="${AUTO_LAMBDA_FORCE_IMAGE:-0}"
 
-want_py=0
-want_node=0
+wanted=()
 for arg in "$@"; do
     case "$arg" in
-        python) want_py=1 ;;
-        node) want_node=1 ;;
-        all) want_py=1; want_node=1 ;;
+        python3.9|python3.11|python3.13|nodejs20.x) wanted+=("$arg") ;;
+        python) wanted+=(python3.13) ;;
+        node) wanted+=(nodejs20.x) ;;
+        all) wanted+=(python3.9 python3.11 python3.13 nodejs20.x) ;;
         -f|--force) FORCE=1 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
-        *) die "unknown argument '$arg' (expected: python, node, all, --force)" ;;
+        *) die "unknown argument '$arg' (expected: python3.9, python3.11, python3.13, nodejs20.x, python, node, all, --force)" ;;
     esac
 done
-if [ "$want_py" = 0 ] && [ "$want_node" = 0 ]; then want_py=1; fi
+if [ "${#wanted[@]}" = 0 ]; then wanted=(python3.13); fi
 
 command -v docker >/dev/null || die "docker is not installed"
 
 # ---- the recipe: everything here goes into the hash ------------------------------------------
-RECIPE_VERSION=1
-SUITE=bookworm
+RECIPE_VERSION=2
 VARIANT=apt
 PY_PACKAGES=python3,python3-pip,python3-venv,python3-setuptools,python3-wheel,gcc,libc6-dev,python3-dev
 NODE_PACKAGES=nodejs,npm,g++,make
@@ -119,10 +123,27 @@ ensure_mmdebstrap() {
     command -v mmdebstrap >/dev/null || die "mmdebstrap is still missing after apt-get install"
 }
 
-# build_image NAME PACKAGES
+# The Debian suite whose interpreter is the runtime's own.
+suite_of() {
+    case "$1" in
+        python3.9) echo bullseye ;;
+        python3.11) echo bookworm ;;
+        python3.13|nodejs20.x) echo trixie ;;
+    esac
+}
+
+# build_image RUNTIME
 build_image() {
-    local name="$1" packages="$2"
+    local runtime="$1" packages
+    local name="auto-lambda/build-$runtime:test"
+    local SUITE
+    SUITE="$(suite_of "$runtime")"
+    case "$runtime" in
+        python*) packages="$PY_PACKAGES" ;;
+        *) packages="$NODE_PACKAGES" ;;
+    esac
     common_changes
+    CHANGES+=("LABEL auto-lambda.runtime=$runtime")
     local recipe hash current old_id
     recipe="$(printf '%s\n' "v$RECIPE_VERSION" "$SUITE" "$VARIANT" "$packages" "${DPKG_OPTS[@]}" "$HOOK" "${CHANGES[@]}")"
     hash="$(printf '%s' "$recipe" | sha256sum | cut -d' ' -f1)"
@@ -172,7 +193,7 @@ build_image() {
     local c
     for c in "${CHANGES[@]}"; do import+=(--change "$c"); done
     import+=(--change "LABEL auto-lambda.recipe=$hash")
-    import+=(--change "LABEL org.opencontainers.image.description=\"auto-lambda local test build image ($packages; $SUITE)\"")
+    import+=(--change "LABEL org.opencontainers.image.description=\"auto-lambda local build image for $runtime ($packages; $SUITE)\"")
     import+=(--message "dev/build-image.sh recipe $hash")
     "${import[@]}" "$tar" "$name" >/dev/null </dev/null || die "docker import failed"
     rm -rf "$work"
@@ -197,6 +218,4 @@ build_image() {
     exec 9>&-
 }
 
-# (if, not &&: set -e is off inside a function called from an && list)
-if [ "$want_py" = 1 ]; then build_image "$PY_IMAGE" "$PY_PACKAGES"; fi
-if [ "$want_node" = 1 ]; then build_image "$NODE_IMAGE" "$NODE_PACKAGES"; fi
+for runtime in "${wanted[@]}"; do build_image "$runtime"; done

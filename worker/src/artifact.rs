@@ -80,10 +80,24 @@ pub enum ArtifactError {
 }
 
 /// What was unpacked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unpacked {
     pub files: usize,
     pub bytes: u64,
+    /// Entries left out because they are macOS Finder metadata (`__MACOSX/`, `._*`,
+    /// `.DS_Store`), in zip order.
+    pub dropped: Vec<String>,
+}
+
+/// macOS Finder metadata: the `__MACOSX/` tree of resource forks, AppleDouble `._name` files
+/// and `.DS_Store`. None of it is part of the app, and `._app.py` would even shadow nothing
+/// but confuse tools that list modules.
+pub fn is_macos_metadata(relative: &Path) -> bool {
+    relative.components().any(|c| c.as_os_str() == "__MACOSX")
+        || relative
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n == ".DS_Store" || n.starts_with("._"))
 }
 
 /// Downloads the exact object `object` names into `dest`.
@@ -196,6 +210,7 @@ pub fn unpack(zip_path: &Path, dest: &Path, limits: &Limits) -> Result<Unpacked,
         }
     }
     let mut seen = HashSet::new();
+    let mut dropped = Vec::new();
     let mut symlinks = Vec::new();
     let mut total = 0u64;
     let mut files = 0usize;
@@ -212,6 +227,12 @@ pub fn unpack(zip_path: &Path, dest: &Path, limits: &Limits) -> Result<Unpacked,
         let relative = safe_relative_path(&name)?;
         if relative.as_os_str().is_empty() {
             continue; // "./" and the like
+        }
+        if is_macos_metadata(&relative) {
+            if !entry.is_dir() {
+                dropped.push(name);
+            }
+            continue;
         }
         if !seen.insert(relative.clone()) {
             return Err(ArtifactError::Duplicate(name));
@@ -282,7 +303,11 @@ pub fn unpack(zip_path: &Path, dest: &Path, limits: &Limits) -> Result<Unpacked,
     if files == 0 {
         return Err(ArtifactError::Empty);
     }
-    Ok(Unpacked { files, bytes: total })
+    Ok(Unpacked {
+        files,
+        bytes: total,
+        dropped,
+    })
 }
 
 /// The entry count in the end-of-central-directory record, if the archive has a plain (not
@@ -324,16 +349,20 @@ fn copy_capped(reader: &mut impl Read, writer: &mut impl Write, cap: u64) -> Res
 }
 
 /// Turns a zip entry name into a relative path that cannot leave the destination.
-fn safe_relative_path(name: &str) -> Result<PathBuf, ArtifactError> {
+///
+/// `\` counts as a folder separator: zips written by some Windows tools (PowerShell 5's
+/// `Compress-Archive`, .NET's `ZipFile` before 4.6.1) use it, against the zip specification
+/// (APPNOTE 4.4.17: "all slashes must be forward slashes"). The name is then checked like any
+/// other, so `..\..\x` is still refused.
+fn safe_relative_path(raw: &str) -> Result<PathBuf, ArtifactError> {
     let unsafe_path = |reason| ArtifactError::UnsafePath {
-        entry: name.to_owned(),
+        entry: raw.to_owned(),
         reason,
     };
+    let converted = raw.replace('\\', "/");
+    let name = converted.as_str();
     if name.contains('\0') {
         return Err(unsafe_path("contains a NUL byte"));
-    }
-    if name.contains('\\') {
-        return Err(unsafe_path("contains a backslash"));
     }
     if name.starts_with('/') {
         return Err(unsafe_path("is absolute"));
@@ -445,8 +474,35 @@ mod tests {
             w.write_all(b"#!/bin/sh").unwrap();
         });
         let (dir, r) = unpack_zip(&z);
-        assert_eq!(r.unwrap(), Unpacked { files: 2, bytes: 17 });
+        assert_eq!(
+            r.unwrap(),
+            Unpacked {
+                files: 2,
+                bytes: 17,
+                dropped: vec![]
+            }
+        );
         assert_eq!(std::fs::read(dir.path().join("pkg/a.py")).unwrap(), b"print(1)");
+    }
+
+    #[test]
+    fn windows_separators_are_folders_and_macos_metadata_is_dropped() {
+        let z = zip_of(|w| {
+            w.start_file("pkg\\sub\\a.py", SimpleFileOptions::default()).unwrap();
+            w.write_all(b"x").unwrap();
+            w.start_file("__MACOSX/pkg/._a.py", SimpleFileOptions::default()).unwrap();
+            w.write_all(b"junk").unwrap();
+            w.start_file("pkg/._a.py", SimpleFileOptions::default()).unwrap();
+            w.write_all(b"junk").unwrap();
+            w.start_file(".DS_Store", SimpleFileOptions::default()).unwrap();
+            w.write_all(b"junk").unwrap();
+        });
+        let (dir, r) = unpack_zip(&z);
+        let r = r.unwrap();
+        assert_eq!(r.files, 1);
+        assert_eq!(r.dropped, ["__MACOSX/pkg/._a.py", "pkg/._a.py", ".DS_Store"]);
+        assert_eq!(std::fs::read(dir.path().join("pkg/sub/a.py")).unwrap(), b"x");
+        assert!(!dir.path().join("__MACOSX").exists());
     }
 
     #[test]

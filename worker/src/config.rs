@@ -8,7 +8,7 @@ use auto_lambda_common::config::ConfigError;
 use auto_lambda_common::telemetry::LogFormat;
 
 use crate::artifact::Limits;
-use crate::build::BuildMode;
+use crate::deps::BuildMode;
 use crate::manifest::SUPPORTED_RUNTIMES;
 
 fn parse_build_image(raw: &str) -> Result<(String, String), String> {
@@ -25,6 +25,17 @@ fn parse_build_image(raw: &str) -> Result<(String, String), String> {
         return Err(format!("`{image}` is not an image reference"));
     }
     Ok((runtime.to_owned(), image.to_owned()))
+}
+
+fn parse_runtime(raw: &str) -> Result<String, String> {
+    if SUPPORTED_RUNTIMES.contains(&raw) {
+        Ok(raw.to_owned())
+    } else {
+        Err(format!(
+            "`{raw}` is not a supported runtime ({})",
+            SUPPORTED_RUNTIMES.join(", ")
+        ))
+    }
 }
 
 /// Turns app zips uploaded to S3 into deployed AWS Lambda functions.
@@ -167,9 +178,26 @@ pub struct Config {
     #[arg(long, env = "AUTO_LAMBDA_BUILD_PYTHON", default_value = "python3")]
     pub build_python: String,
 
-    /// After a container build, import the handler in the build image with the network off.
-    #[arg(long, env = "AUTO_LAMBDA_SMOKE_TEST", default_value_t = true, action = clap::ArgAction::Set)]
-    pub smoke_test: bool,
+    /// Verify every package before it is deployed: audit its native files (architecture,
+    /// glibc, CPython version, no macOS or Windows binaries) and load its handler in a warm
+    /// container of the runtime's build image, with the network off. On by default; turn it
+    /// off only as an emergency switch, since `deployed` then no longer means "it will start".
+    #[arg(long, env = "AUTO_LAMBDA_VERIFY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub verify: bool,
+
+    /// Wall-clock limit of loading one handler during verification, in seconds.
+    #[arg(long, env = "AUTO_LAMBDA_VERIFY_TIMEOUT_SECS", default_value_t = 60)]
+    pub verify_timeout_secs: u64,
+
+    /// Runtime of a Python app whose lambda.toml names none. Default: the newest Python that
+    /// Lambda supports.
+    #[arg(long, env = "AUTO_LAMBDA_DEFAULT_PYTHON_RUNTIME", default_value = "python3.14", value_parser = parse_runtime)]
+    pub default_python_runtime: String,
+
+    /// Runtime of a Node.js app whose lambda.toml names none. Default: the newest Node.js that
+    /// Lambda supports.
+    #[arg(long, env = "AUTO_LAMBDA_DEFAULT_NODE_RUNTIME", default_value = "nodejs24.x", value_parser = parse_runtime)]
+    pub default_node_runtime: String,
 
     /// Local dependency cache directory. Default: auto-lambda-cache in the system temp directory.
     #[arg(long, env = "AUTO_LAMBDA_CACHE_DIR")]
@@ -293,6 +321,18 @@ impl Config {
                 "cpus must be > 0, memory >= 64 MiB, pids >= 16, timeout > 0",
             ));
         }
+        if self.verify_timeout_secs == 0 {
+            return Err(ConfigError::new(
+                "--verify-timeout-secs / AUTO_LAMBDA_VERIFY_TIMEOUT_SECS",
+                "must be greater than 0",
+            ));
+        }
+        if !self.default_python_runtime.starts_with("python") || !self.default_node_runtime.starts_with("nodejs") {
+            return Err(ConfigError::new(
+                "--default-python-runtime / --default-node-runtime",
+                "must name a Python and a Node.js runtime respectively",
+            ));
+        }
         if let Some(dir) = &self.work_dir {
             if !dir.is_dir() {
                 return Err(ConfigError::new(
@@ -310,12 +350,12 @@ impl Config {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
     }
 
-    /// Build settings for [`crate::build::Builder`].
-    pub fn build_settings(&self) -> crate::build::Settings {
-        crate::build::Settings {
+    /// Build settings for [`crate::deps::Builder`].
+    pub fn build_settings(&self) -> crate::deps::Settings {
+        crate::deps::Settings {
             mode: self.build_mode,
             images: self.build_images.iter().cloned().collect(),
-            limits: crate::build::container::Limits {
+            limits: crate::sandbox::Limits {
                 memory_bytes: self.build_memory_mb << 20,
                 nano_cpus: (self.build_cpus * 1e9) as i64,
                 pids: self.build_pids,
@@ -324,7 +364,27 @@ impl Config {
                 ca_bundle: self.build_ca_bundle.clone(),
             },
             host_python: self.build_python.clone(),
-            smoke_test: self.smoke_test,
+        }
+    }
+
+    /// Verification settings for [`crate::verify::Verifier`]. `region` is the AWS region the
+    /// functions run in.
+    pub fn verify_settings(&self, region: String) -> crate::verify::Settings {
+        crate::verify::Settings {
+            enabled: self.verify,
+            mode: self.build_mode,
+            images: self.build_images.iter().cloned().collect(),
+            timeout: std::time::Duration::from_secs(self.verify_timeout_secs),
+            work_root: self.work_dir.clone().unwrap_or_else(std::env::temp_dir),
+            region,
+        }
+    }
+
+    /// The runtimes of apps that name none.
+    pub fn default_runtimes(&self) -> crate::manifest::Defaults {
+        crate::manifest::Defaults {
+            python: self.default_python_runtime.clone(),
+            node: self.default_node_runtime.clone(),
         }
     }
 

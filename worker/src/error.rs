@@ -1,10 +1,10 @@
 //! The one place that decides what a failure means for the message behind it.
 //!
 //! * **Permanent**: the upload itself is wrong (not a zip, bad manifest, invalid name,
-//!   unsupported runtime) or AWS refused the request as invalid. Retrying cannot help: the job
+//!   unsupported runtime, a package that would not start) or AWS refused the request as invalid. Retrying cannot help: the job
 //!   is reported failed once and its message deleted.
 //! * **Transient**: throttling, 5xx, network trouble, Lambda's "update in progress", a lost
-//!   `RevisionId` race, a full disk. The message goes back to the queue with a backoff delay;
+//!   `RevisionId` race, a full disk, a build image whose interpreter is not the runtime's. The message goes back to the queue with a backoff delay;
 //!   if it keeps failing, the queue's redrive policy moves it to the dead-letter queue.
 //!
 //! SDK errors are classified with the generated `is_*` methods and HTTP status codes, never by
@@ -14,12 +14,13 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 
 use crate::artifact::ArtifactError;
-use crate::build::container::ContainerError;
-use crate::build::BuildError;
+use crate::sandbox::ContainerError;
+use crate::deps::BuildError;
 use crate::deploy::DeployError;
 use crate::event::EventError;
 use crate::manifest::ManifestError;
 use crate::package::PackageError;
+use crate::verify::VerifyError;
 
 /// What to do with a failed job's message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +42,8 @@ pub enum JobError {
     Build(#[from] BuildError),
     #[error(transparent)]
     Package(#[from] PackageError),
+    #[error("the package would not start on Lambda, so it was not deployed: {0}")]
+    Verify(#[from] VerifyError),
     #[error(transparent)]
     Deploy(#[from] DeployError),
     #[error("cannot prepare the job's work directory: {0}")]
@@ -74,18 +77,35 @@ impl JobError {
                 BuildError::Container(
                     ContainerError::Engine(_) | ContainerError::Image { .. } | ContainerError::Run(_),
                 ) => Transient,
+                BuildError::Container(ContainerError::ExecTimedOut(_)) => Transient,
                 BuildError::Container(ContainerError::Failed { .. } | ContainerError::TimedOut(..)) => Permanent,
                 BuildError::PipSpawn { .. } => Transient,
                 BuildError::Io(source) => io(source),
                 BuildError::Package(e) => package(e),
-                BuildError::SmokeTest { .. }
-                | BuildError::Architecture { .. }
+                BuildError::Architecture { .. }
                 | BuildError::NoLockFile
                 | BuildError::Unsupported(_)
                 | BuildError::Pip { .. }
                 | BuildError::PipTimedOut(_) => Permanent,
             },
             JobError::Package(e) => package(e),
+            JobError::Verify(e) => match e {
+                // The package itself would not start: the upload must change.
+                VerifyError::ForeignBinary { .. }
+                | VerifyError::WrongMachine { .. }
+                | VerifyError::Glibc { .. }
+                | VerifyError::CpythonVersion { .. }
+                | VerifyError::Corrupt { .. }
+                | VerifyError::Bootstrap(_)
+                | VerifyError::Handler { .. }
+                | VerifyError::TimedOut(..) => Permanent,
+                // The fleet is misconfigured or Docker is unwell: the upload is fine, so keep
+                // its message; it reaches the dead-letter queue if nobody fixes the fleet.
+                VerifyError::Interpreter { .. } | VerifyError::Container(_) => Transient,
+                VerifyError::Io(source) => io(source),
+                VerifyError::Zip(zip::result::ZipError::Io(source)) => io(source),
+                VerifyError::Zip(_) => Permanent,
+            },
             JobError::Deploy(e) => deploy(e),
             JobError::WorkDir(source) => io(source),
             JobError::Interrupted => Transient,
@@ -96,6 +116,7 @@ impl JobError {
     pub fn build_log_tail(&self) -> Option<&str> {
         match self {
             JobError::Build(e) => e.log_tail(),
+            JobError::Verify(e) => e.log_tail(),
             _ => None,
         }
     }

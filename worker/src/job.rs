@@ -1,8 +1,8 @@
 //! One job: a queue message, the uploads it announces, and what happened to each.
 //!
-//! For each upload: fetch the exact object, unpack it, resolve its manifest, package it,
-//! check it is not older than what the function already runs, deploy it, and write the status
-//! report. The caller deletes the message only when every upload has a final report.
+//! For each upload: fetch the exact object, unpack it, resolve its manifest, build its
+//! dependencies, package it, verify the package will start, check it is not older than what
+//! the function already runs, deploy it, and write the status report. The caller deletes the message only when every upload has a final report.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::artifact;
-use crate::build::{cache::Hit, Builder};
+use crate::deps::{cache::Hit, Builder};
 use crate::coalesce::InHand;
 use crate::config::Config;
 use crate::deploy::{self, Change, Code, FunctionState};
@@ -35,6 +35,7 @@ pub struct Context {
     pub config: Arc<Config>,
     pub in_hand: Arc<InHand>,
     pub builder: Arc<Builder>,
+    pub verifier: Arc<crate::verify::Verifier>,
     /// Set when this instance manages its own scale-in protection.
     pub protection: Option<Arc<crate::protection::Protection>>,
 }
@@ -96,12 +97,13 @@ fn skip_reason(config: &Config, object: &ObjectCreated) -> Option<String> {
 struct Timings(BTreeMap<&'static str, u64>);
 
 impl Timings {
+    /// Runs `fut` as (part of) `stage`: a stage timed twice adds up.
     async fn time<T>(&mut self, stage: &'static str, fut: impl std::future::Future<Output = T>) -> T {
         let start = Instant::now();
         let out = fut.await;
         let elapsed = start.elapsed();
         crate::metrics::record_stage(stage, elapsed);
-        self.0.insert(stage, elapsed.as_millis() as u64);
+        *self.0.entry(stage).or_default() += elapsed.as_millis() as u64;
         out
     }
 }
@@ -117,6 +119,7 @@ struct Done {
     /// `built`, `cache-local` or `cache-shared`, when the app has dependencies.
     dependencies: Option<&'static str>,
     build_log: Option<String>,
+    checks: crate::verify::Checks,
 }
 
 impl Done {
@@ -131,6 +134,7 @@ impl Done {
             package,
             dependencies: None,
             build_log: None,
+            checks: Default::default(),
         }
     }
 }
@@ -138,7 +142,8 @@ impl Done {
 #[tracing::instrument(skip_all, fields(key = %object.key))]
 async fn work_object(ctx: &Context, message: &Received, object: &ObjectCreated) -> Disposition {
     let mut timings = Timings::default();
-    let result = run_stages(ctx, object, &mut timings).await;
+    let mut dropped = Vec::new();
+    let result = run_stages(ctx, object, &mut timings, &mut dropped).await;
     let source = Source::from(object);
     let mut report = StatusReport {
         outcome: Outcome::Failed,
@@ -155,6 +160,8 @@ async fn work_object(ctx: &Context, message: &Received, object: &ObjectCreated) 
         will_retry: false,
         build_log_tail: None,
         dependencies: None,
+        checks: Default::default(),
+        dropped_files: Vec::new(),
         message_id: message.message_id.clone(),
         attempt: message.receive_count,
         finished_at: String::new(),
@@ -172,6 +179,7 @@ async fn work_object(ctx: &Context, message: &Received, object: &ObjectCreated) 
             report.error = done.note;
             report.dependencies = done.dependencies;
             report.build_log_tail = done.build_log;
+            report.checks = done.checks;
             tracing::info!(function = %done.spec.name, outcome = done.outcome.as_str(), version = ?report.version, code_sha256 = %done.package.code_sha256, "Job done.");
         }
         Err(err) if err.is_superseded() => {
@@ -200,6 +208,7 @@ async fn work_object(ctx: &Context, message: &Received, object: &ObjectCreated) 
         }
     }
     report.timings_ms = timings.0;
+    report.dropped_files = dropped;
     report.finished_at = report::now_rfc3339();
     let outcome_label = if report.will_retry {
         "retrying"
@@ -221,7 +230,12 @@ async fn work_object(ctx: &Context, message: &Received, object: &ObjectCreated) 
     disposition
 }
 
-async fn run_stages(ctx: &Context, object: &ObjectCreated, timings: &mut Timings) -> Result<Done, JobError> {
+async fn run_stages(
+    ctx: &Context,
+    object: &ObjectCreated,
+    timings: &mut Timings,
+    dropped: &mut Vec<String>,
+) -> Result<Done, JobError> {
     let config = &ctx.config;
     let work = match &config.work_dir {
         Some(dir) => tempfile::Builder::new().prefix("auto-lambda-").tempdir_in(dir),
@@ -240,16 +254,23 @@ async fn run_stages(ctx: &Context, object: &ObjectCreated, timings: &mut Timings
         .await?;
     let limits = config.limits();
     let (upload_c, app_c) = (upload.clone(), app.clone());
-    timings
+    let unpacked = timings
         .time("unpack", blocking(move || artifact::unpack(&upload_c, &app_c, &limits)))
         .await??;
+    if !unpacked.dropped.is_empty() {
+        tracing::info!(count = unpacked.dropped.len(), "Dropped macOS metadata from the upload.");
+    }
+    *dropped = unpacked.dropped;
 
     let spec = manifest::resolve(
         manifest::read(&app)?,
         &app,
         &default_name(&object.key),
         &config.function_prefix,
+        &config.default_runtimes(),
     )?;
+    // Before anything is built: the image that builds must be the runtime's interpreter.
+    timings.time("verify", ctx.verifier.prepare(&spec)).await?;
     let deps = timings
         .time("build", ctx.builder.build(&app, &spec, work.path()))
         .await?;
@@ -263,10 +284,12 @@ async fn run_stages(ctx: &Context, object: &ObjectCreated, timings: &mut Timings
             blocking(move || package::build_with_deps(&app_c, deps_zip.as_deref(), &out)),
         )
         .await??;
+    let checks = timings.time("verify", ctx.verifier.verify(&package.path, &spec)).await?;
 
     let mut done = timings
         .time("deploy", deploy_if_newer(ctx, object, spec, package))
         .await?;
+    done.checks = checks;
     if let Some(deps) = deps {
         done.dependencies = Some(match deps.hit {
             None => "built",
@@ -353,6 +376,7 @@ async fn deploy_if_newer(
         package,
         dependencies: None,
         build_log: None,
+        checks: Default::default(),
     })
 }
 

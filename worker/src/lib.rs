@@ -5,13 +5,16 @@
 //! period and hands back the messages of those that cannot.
 //!
 //! Where things happen: [`event`] parses notifications, [`queue`] talks to SQS, [`artifact`]
-//! fetches and unpacks uploads, [`build`] builds native dependencies in containers and caches them, [`coalesce`] deploys only the newest upload in hand per function, [`manifest`] reads `lambda.toml`, [`package`] writes the
-//! deployment zip, [`deploy`] talks to Lambda, [`report`] writes status reports, [`protection`] guards busy instances from scale-in, [`error`]
-//! classifies failures and [`metrics`] counts what happened.
+//! fetches and unpacks uploads, [`manifest`] reads `lambda.toml`, [`deps`] builds native
+//! dependencies and caches them, [`package`] writes the deployment zip, [`verify`] checks the
+//! package will start, [`deploy`] talks to Lambda, [`report`] writes status reports. Around
+//! them: [`sandbox`] runs locked-down containers for `deps` and `verify`, [`coalesce`] deploys
+//! only the newest upload in hand per function, [`protection`] guards busy instances from
+//! scale-in, [`error`] classifies failures and [`metrics`] counts what happened.
 #![forbid(unsafe_code)]
 
 pub mod artifact;
-pub mod build;
+pub mod deps;
 pub mod coalesce;
 pub mod config;
 pub mod deploy;
@@ -24,6 +27,8 @@ pub mod package;
 pub mod protection;
 pub mod queue;
 pub mod report;
+pub mod sandbox;
+pub mod verify;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,6 +87,14 @@ pub enum StartError {
     Protection(#[from] protection::ProtectionError),
     #[error("cannot reach the queue {queue_url} (check --queue-url and --endpoint-url): {reason}")]
     QueueUnreachable { queue_url: String, reason: String },
+    #[error("cannot create the verification staging directory under {dir}: {source}")]
+    StageDir {
+        dir: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--build-image / AUTO_LAMBDA_BUILD_IMAGES: {0}")]
+    BuildImage(verify::VerifyError),
 }
 
 /// Checks, before taking any work, that the queue answers. Retries until `timeout`, so that a
@@ -119,13 +132,13 @@ pub async fn preflight(config: &Config, clients: &Clients) -> Result<(), StartEr
 /// Runs the worker until `shutdown` is cancelled, then drains. Returns once every job has
 /// finished or been handed back; fails only at start-up.
 pub async fn run(config: Config, clients: Clients, shutdown: CancellationToken) -> Result<(), StartError> {
-    let shared_cache = config.cache_bucket.as_ref().map(|bucket| build::cache::Shared {
+    let shared_cache = config.cache_bucket.as_ref().map(|bucket| deps::cache::Shared {
         s3: clients.s3.clone(),
         bucket: bucket.clone(),
         prefix: config.cache_prefix.clone(),
     });
     let cache =
-        build::cache::Cache::new(config.cache_dir(), config.cache_max_bytes, shared_cache).map_err(|source| {
+        deps::cache::Cache::new(config.cache_dir(), config.cache_max_bytes, shared_cache).map_err(|source| {
             StartError::CacheDir {
                 dir: config.cache_dir(),
                 source,
@@ -134,8 +147,28 @@ pub async fn run(config: Config, clients: Clients, shutdown: CancellationToken) 
     let protection = protection::Protection::discover(config.scale_in_protection, clients.autoscaling.clone())
         .await?
         .map(Arc::new);
-    let builder = build::Builder::new(config.build_settings(), cache);
+    let settings = config.build_settings();
+    let engine = Arc::new(sandbox::Engine::new(settings.limits.clone()));
+    let builder = deps::Builder::new(settings, cache, engine.clone());
     builder.prepare().await;
+    let region = clients
+        .lambda
+        .config()
+        .region()
+        .map_or_else(|| "us-east-1".to_owned(), |r| r.to_string());
+    let verify_settings = config.verify_settings(region);
+    let verifier = verify::Verifier::new(verify_settings, engine).map_err(|source| StartError::StageDir {
+        dir: config.work_dir.clone().unwrap_or_else(std::env::temp_dir),
+        source,
+    })?;
+    match verifier.warm_up().await {
+        Ok(()) => {}
+        Err(err @ verify::VerifyError::Interpreter { .. }) => {
+            verifier.shutdown().await;
+            return Err(StartError::BuildImage(err));
+        }
+        Err(err) => tracing::warn!(error = %err, "Cannot start the verifier yet; jobs will retry."),
+    }
     let config = Arc::new(config);
     let flush_stop = CancellationToken::new();
     let cloudwatch = config.cloudwatch_metrics.then(|| {
@@ -161,6 +194,7 @@ pub async fn run(config: Config, clients: Clients, shutdown: CancellationToken) 
         config: config.clone(),
         in_hand: Default::default(),
         builder: Arc::new(builder),
+        verifier: Arc::new(verifier),
         protection,
     };
     let concurrency = config.concurrency();
@@ -231,6 +265,7 @@ pub async fn run(config: Config, clients: Clients, shutdown: CancellationToken) 
         tracker.wait().await;
     }
     ctx.builder.shutdown().await;
+    ctx.verifier.shutdown().await;
     flush_stop.cancel();
     if let Some(flush) = cloudwatch {
         let _ = flush.await;

@@ -19,9 +19,11 @@ pub const SUPPORTED_RUNTIMES: &[&str] = &[
     "python3.11",
     "python3.12",
     "python3.13",
+    "python3.14",
     "nodejs18.x",
     "nodejs20.x",
     "nodejs22.x",
+    "nodejs24.x",
     "provided.al2",
     "provided.al2023",
 ];
@@ -88,6 +90,8 @@ pub enum ManifestError {
     Invalid { field: &'static str, problem: String },
     #[error("cannot detect the runtime: no lambda_function.py/app.py/handler.py/main.py, index.js/index.mjs or bootstrap at the zip root; set `runtime` in lambda.toml")]
     UnknownRuntime,
+    #[error("every file in the zip is inside the folder `{0}/`, so Lambda would find nothing at the package root: zip the folder's contents, not the folder (e.g. `cd {0} && zip -r ../app.zip .`)")]
+    NestedApp(String),
     #[error("runtime `{0}` is not supported; use one of: {list}", list = SUPPORTED_RUNTIMES.join(", "))]
     UnsupportedRuntime(String),
     #[error("invalid function name `{0}`: use 1 to 64 letters, digits, hyphens or underscores")]
@@ -108,22 +112,47 @@ pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
     toml::from_str(text).map_err(|e| ManifestError::Syntax(e.to_string().trim().replace('\n', " ")))
 }
 
+/// The runtimes an app without `runtime` in its lambda.toml gets, by language.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Defaults {
+    pub python: String,
+    pub node: String,
+}
+
+impl Default for Defaults {
+    /// The newest of each that Lambda supports
+    /// (<https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtimes.html>).
+    fn default() -> Self {
+        Self {
+            python: "python3.14".into(),
+            node: "nodejs24.x".into(),
+        }
+    }
+}
+
 /// Fills in defaults and checks every value.
 ///
 /// `default_name` is the key's file stem; `prefix` is prepended to whatever name is chosen, so
-/// that IAM can scope the worker to `function:<prefix>*`.
+/// that IAM can scope the worker to `function:<prefix>*`. `defaults` gives the runtime of an
+/// app that names none.
 pub fn resolve(
     manifest: Manifest,
     root: &Path,
     default_name: &str,
     prefix: &str,
+    defaults: &Defaults,
 ) -> Result<FunctionSpec, ManifestError> {
     let name = format!("{prefix}{}", manifest.name.as_deref().unwrap_or(default_name));
     validate_name(&name)?;
 
     let runtime = match manifest.runtime {
         Some(r) => r,
-        None => detect_runtime(root).ok_or(ManifestError::UnknownRuntime)?.to_owned(),
+        None => match detect_runtime(root) {
+            Some(Language::Python) => defaults.python.clone(),
+            Some(Language::Node) => defaults.node.clone(),
+            Some(Language::Provided) => "provided.al2023".to_owned(),
+            None => return Err(nested_folder(root).map_or(ManifestError::UnknownRuntime, ManifestError::NestedApp)),
+        },
     };
     if !SUPPORTED_RUNTIMES.contains(&runtime.as_str()) {
         return Err(ManifestError::UnsupportedRuntime(runtime));
@@ -231,18 +260,37 @@ const PYTHON_ENTRY_POINTS: &[(&str, &str)] = &[
     ("main.py", "main.handler"),
 ];
 
-/// Detects the runtime from the files at the root of the app.
-pub fn detect_runtime(root: &Path) -> Option<&'static str> {
+/// The language an app is written in, as far as its root files tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Language {
+    Python,
+    Node,
+    Provided,
+}
+
+/// Detects the language from the files at the root of the app.
+pub fn detect_runtime(root: &Path) -> Option<Language> {
     let has = |f: &str| root.join(f).is_file();
     if PYTHON_ENTRY_POINTS.iter().any(|(f, _)| has(f)) || has("requirements.txt") {
-        Some("python3.12")
+        Some(Language::Python)
     } else if has("package.json") || has("index.js") || has("index.mjs") {
-        Some("nodejs20.x")
+        Some(Language::Node)
     } else if has("bootstrap") {
-        Some("provided.al2023")
+        Some(Language::Provided)
     } else {
         None
     }
+}
+
+/// The one folder the whole app sits in, when the root holds nothing else (a zip of the
+/// folder rather than of its contents).
+pub fn nested_folder(root: &Path) -> Option<String> {
+    let mut entries = std::fs::read_dir(root).ok()?.flatten();
+    let only = entries.next()?;
+    if entries.next().is_some() || !only.file_type().ok()?.is_dir() {
+        return None;
+    }
+    only.file_name().to_str().map(str::to_owned)
 }
 
 fn default_handler(root: &Path, runtime: &str) -> String {
@@ -274,15 +322,15 @@ mod tests {
     #[test]
     fn defaults_from_files() {
         let dir = app(&["app.py"]);
-        let spec = resolve(Manifest::default(), dir.path(), "hello-api", "al-").unwrap();
+        let spec = resolve(Manifest::default(), dir.path(), "hello-api", "al-", &Defaults::default()).unwrap();
         assert_eq!(spec.name, "al-hello-api");
-        assert_eq!(spec.runtime, "python3.12");
+        assert_eq!(spec.runtime, "python3.14", "the newest Python Lambda supports");
         assert_eq!(spec.handler, "app.handler");
         assert_eq!(spec.architecture, Architecture::X86_64);
         assert_eq!((spec.memory_mb, spec.timeout_secs), (128, 30));
         let dir = app(&["index.mjs"]);
         assert_eq!(
-            resolve(Manifest::default(), dir.path(), "n", "").unwrap().handler,
+            resolve(Manifest::default(), dir.path(), "n", "", &Defaults::default()).unwrap().handler,
             "index.handler"
         );
     }
@@ -303,33 +351,43 @@ mod tests {
     fn values_checked_against_lambda_limits() {
         let dir = app(&["app.py"]);
         let m = parse("memory = 64").unwrap();
-        let err = resolve(m, dir.path(), "f", "").unwrap_err().to_string();
+        let err = resolve(m, dir.path(), "f", "", &Defaults::default()).unwrap_err().to_string();
         assert!(err.contains("memory") && err.contains("128"), "{err}");
         let m = parse("timeout = 901").unwrap();
-        assert!(resolve(m, dir.path(), "f", "")
+        assert!(resolve(m, dir.path(), "f", "", &Defaults::default())
             .unwrap_err()
             .to_string()
             .contains("timeout"));
         let m = parse("runtime = \"cobol85\"").unwrap();
         assert!(matches!(
-            resolve(m, dir.path(), "f", ""),
+            resolve(m, dir.path(), "f", "", &Defaults::default()),
             Err(ManifestError::UnsupportedRuntime(_))
         ));
         assert!(matches!(
-            resolve(Manifest::default(), dir.path(), "my app", ""),
+            resolve(Manifest::default(), dir.path(), "my app", "", &Defaults::default()),
             Err(ManifestError::InvalidName(_))
         ));
         let m = parse("environment = { AWS_REGION = \"x\" }").unwrap();
-        assert!(resolve(m, dir.path(), "f", "").is_err());
+        assert!(resolve(m, dir.path(), "f", "", &Defaults::default()).is_err());
     }
 
     #[test]
     fn runtime_required_when_undetectable() {
         let dir = app(&["README.md"]);
         assert!(matches!(
-            resolve(Manifest::default(), dir.path(), "f", ""),
+            resolve(Manifest::default(), dir.path(), "f", "", &Defaults::default()),
             Err(ManifestError::UnknownRuntime)
         ));
+    }
+
+    #[test]
+    fn one_top_folder_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("orders-api")).unwrap();
+        std::fs::write(dir.path().join("orders-api/app.py"), "x").unwrap();
+        let err = resolve(Manifest::default(), dir.path(), "f", "", &Defaults::default()).unwrap_err();
+        assert!(matches!(err, ManifestError::NestedApp(ref f) if f == "orders-api"), "{err}");
+        assert!(err.to_string().contains("zip the folder's contents"), "{err}");
     }
 
     #[test]
@@ -352,7 +410,7 @@ mod tests {
             "#,
         )
         .unwrap();
-        let spec = resolve(m, dir.path(), "ignored", "").unwrap();
+        let spec = resolve(m, dir.path(), "ignored", "", &Defaults::default()).unwrap();
         assert_eq!(spec.name, "orders");
         assert_eq!(spec.architecture, Architecture::Arm64);
         assert_eq!(spec.alias.as_deref(), Some("live"));

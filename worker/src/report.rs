@@ -73,7 +73,7 @@ pub struct StatusReport {
     pub alias: Option<String>,
     pub code_sha256: Option<String>,
     pub package_bytes: Option<u64>,
-    /// Milliseconds per stage: download, unpack, build, package, deploy.
+    /// Milliseconds per stage: download, unpack, build, package, verify, deploy.
     pub timings_ms: BTreeMap<&'static str, u64>,
     /// The error in plain words, for failed and stale-skipped outcomes.
     pub error: Option<String>,
@@ -84,6 +84,13 @@ pub struct StatusReport {
     pub build_log_tail: Option<String>,
     /// Where the native dependencies came from: `built`, `cache-local`, `cache-shared`.
     pub dependencies: Option<&'static str>,
+    /// What verification proved before the deploy, check → result, e.g. `import: ok (Python
+    /// 3.13.5)`, `handler: app.handler callable`, `elf: 3 files, x86_64, glibc ≤ 2.28`.
+    pub checks: crate::verify::Checks,
+    /// Entries of the upload left out of the package: macOS Finder metadata (`__MACOSX/`,
+    /// `._*`, `.DS_Store`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dropped_files: Vec<String>,
     pub message_id: String,
     pub attempt: u32,
     pub finished_at: String,

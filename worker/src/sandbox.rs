@@ -1,4 +1,6 @@
-//! Running a build step in a locked-down container through the Docker Engine API.
+//! Locked-down containers through the Docker Engine API: one-shot build steps for the
+//! dependency stage ([`crate::deps`]) and long-lived "warm" containers that the verification
+//! stage ([`crate::verify`]) runs its checks in with `exec`.
 //!
 //! Every container runs as a non-root user with all capabilities dropped, no privilege
 //! escalation, a read-only root filesystem with a private `/tmp`, pids/memory/CPU limits, the
@@ -14,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, KillContainerOptions, ListContainersOptions, LogsOptions,
@@ -24,6 +27,9 @@ use futures_util::StreamExt;
 
 /// Label on every build container: which worker process owns it, as `<hostname>/<pid>`.
 pub const OWNER_LABEL: &str = "auto-lambda.owner";
+
+/// The user checks run as in warm containers: `nobody`, which owns none of the files it reads.
+pub const UNPRIVILEGED: &str = "65534:65534";
 
 /// How many bytes of a container's output are kept for the status report.
 const LOG_TAIL_BYTES: usize = 16 * 1024;
@@ -58,6 +64,8 @@ pub enum ContainerError {
     Failed { code: i64, log_tail: String },
     #[error("the build did not finish within {0:?} and was killed")]
     TimedOut(Duration, String),
+    #[error("the check did not finish within {0:?}")]
+    ExecTimedOut(Duration),
 }
 
 impl ContainerError {
@@ -65,7 +73,10 @@ impl ContainerError {
     pub fn log_tail(&self) -> Option<&str> {
         match self {
             ContainerError::Failed { log_tail, .. } | ContainerError::TimedOut(_, log_tail) => Some(log_tail),
-            _ => None,
+            ContainerError::Engine(_)
+            | ContainerError::Image { .. }
+            | ContainerError::Run(_)
+            | ContainerError::ExecTimedOut(_) => None,
         }
     }
 }
@@ -83,6 +94,36 @@ pub struct Step<'a> {
     pub out_read_only: bool,
     /// Overrides the configured network (the smoke test always runs with `none`).
     pub network: Option<&'a str>,
+}
+
+/// The Docker Engine connection, made on first use and shared by the stages that run
+/// containers, so that a worker without Docker still deploys what needs none.
+#[derive(Debug)]
+pub struct Engine {
+    limits: Limits,
+    sandbox: tokio::sync::OnceCell<Sandbox>,
+}
+
+impl Engine {
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            sandbox: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// The connection; connects (and negotiates the API version) on first call, and again on
+    /// the next call if that failed.
+    pub async fn get(&self) -> Result<&Sandbox, ContainerError> {
+        self.sandbox
+            .get_or_try_init(|| Sandbox::connect(self.limits.clone()))
+            .await
+    }
+
+    /// The connection if one was made.
+    pub fn connected(&self) -> Option<&Sandbox> {
+        self.sandbox.get()
+    }
 }
 
 /// A Docker Engine connection with the sandbox settings.
@@ -108,6 +149,11 @@ impl Sandbox {
             owner: owner_id(),
             live: Arc::default(),
         })
+    }
+
+    /// Whether `image` is on this host already (nothing is pulled).
+    pub async fn image_present(&self, image: &str) -> bool {
+        self.docker.inspect_image(image).await.is_ok()
     }
 
     /// The image's content id, pulling it first if it is not present.
@@ -261,6 +307,117 @@ impl Sandbox {
         }
         let start = out.len().saturating_sub(LOG_TAIL_BYTES);
         String::from_utf8_lossy(&out[start..]).into_owned()
+    }
+
+    /// Starts a long-lived container of `image` for repeated [`Sandbox::exec`] calls: no
+    /// network, a read-only root with a private `/tmp`, every capability dropped, no privilege
+    /// escalation, the memory/CPU limits of a build, 128 processes, an init process that reaps
+    /// what the checks leave behind, and `mount` bind-mounted read-only at `target`. Its main
+    /// process sleeps; it carries the owner label, so a killed worker's warm containers are
+    /// reaped like its build containers. Returns the container id.
+    pub async fn start_warm(&self, image: &str, mount: &Path, target: &str) -> Result<String, ContainerError> {
+        let host = HostConfig {
+            binds: Some(vec![format!("{}:{target}:ro", mount.display())]),
+            tmpfs: Some(HashMap::from([(
+                "/tmp".to_owned(),
+                "rw,nosuid,nodev,size=256m".to_owned(),
+            )])),
+            cap_drop: Some(vec!["ALL".to_owned()]),
+            security_opt: Some(vec!["no-new-privileges".to_owned()]),
+            pids_limit: Some(128),
+            memory: Some(self.limits.memory_bytes),
+            memory_swap: Some(self.limits.memory_bytes),
+            nano_cpus: Some(self.limits.nano_cpus),
+            readonly_rootfs: Some(true),
+            network_mode: Some("none".to_owned()),
+            init: Some(true),
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(image.to_owned()),
+            cmd: Some(vec!["sleep".into(), "infinity".into()]),
+            env: Some(vec!["HOME=/tmp".to_owned()]),
+            user: Some(UNPRIVILEGED.to_owned()),
+            working_dir: Some("/tmp".to_owned()),
+            labels: Some(HashMap::from([(OWNER_LABEL.to_owned(), self.owner.clone())])),
+            host_config: Some(host),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_container(None::<CreateContainerOptions>, body)
+            .await
+            .map_err(ContainerError::Run)?;
+        self.live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(created.id.clone());
+        if let Err(err) = self
+            .docker
+            .start_container(&created.id, None::<StartContainerOptions>)
+            .await
+        {
+            self.remove(&created.id).await;
+            return Err(ContainerError::Run(err));
+        }
+        Ok(created.id)
+    }
+
+    /// Runs `cmd` in the running container `id` as [`UNPRIVILEGED`], with `env` and working
+    /// directory `workdir`, and returns its exit code and output (stdout and stderr, the last
+    /// 16 KiB). After `timeout` the wait is abandoned with [`ContainerError::ExecTimedOut`]:
+    /// the Engine API cannot kill an exec, so the caller removes the container.
+    pub async fn exec(
+        &self,
+        id: &str,
+        cmd: Vec<String>,
+        env: Vec<String>,
+        workdir: &str,
+        timeout: Duration,
+    ) -> Result<(i64, String), ContainerError> {
+        let options = CreateExecOptions {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(cmd),
+            env: Some(env),
+            user: Some(UNPRIVILEGED.to_owned()),
+            working_dir: Some(workdir.to_owned()),
+            ..Default::default()
+        };
+        let run = async {
+            let exec = self.docker.create_exec(id, options).await.map_err(ContainerError::Run)?;
+            let mut out = Vec::new();
+            if let StartExecResults::Attached { mut output, .. } = self
+                .docker
+                .start_exec(&exec.id, None::<StartExecOptions>)
+                .await
+                .map_err(ContainerError::Run)?
+            {
+                while let Some(chunk) = output.next().await {
+                    out.extend_from_slice(chunk.map_err(ContainerError::Run)?.as_ref());
+                    if out.len() > 4 * LOG_TAIL_BYTES {
+                        out.drain(..out.len() - LOG_TAIL_BYTES);
+                    }
+                }
+            }
+            let code = self
+                .docker
+                .inspect_exec(&exec.id)
+                .await
+                .map_err(ContainerError::Run)?
+                .exit_code
+                .unwrap_or(-1);
+            let start = out.len().saturating_sub(LOG_TAIL_BYTES);
+            Ok((code, String::from_utf8_lossy(&out[start..]).into_owned()))
+        };
+        tokio::time::timeout(timeout, run)
+            .await
+            .unwrap_or(Err(ContainerError::ExecTimedOut(timeout)))
+    }
+
+    /// Force-removes one container of this process (a warm one that is no longer wanted).
+    pub async fn remove(&self, id: &str) {
+        remove(&self.docker, &self.live, id).await;
     }
 
     /// Removes every container this process still has, e.g. of jobs cut off at shutdown.

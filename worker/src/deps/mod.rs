@@ -1,29 +1,29 @@
 //! Native dependencies: built for Lambda's OS and architecture, cached, and checked.
 //!
 //! * **docker** (the default): `pip install -t` or `npm ci --omit=dev` in the runtime's build
-//!   image (the AWS SAM build images unless overridden), in the sandbox of [`container`], then
-//!   an import smoke test of the handler with the network off.
+//!   image (the AWS SAM build images unless overridden), in the sandbox of [`crate::sandbox`].
 //! * **pip-platform**, for hosts without Docker: pip on the host downloads only prebuilt
-//!   manylinux wheels for the function's Python version and architecture. Python only; no
-//!   smoke test, since nothing built for the target can run here. Chosen by configuration,
-//!   never as a silent fallback.
+//!   manylinux wheels for the function's Python version and architecture. Python only.
+//!   Chosen by configuration, never as a silent fallback.
+//!
+//! Whether the result loads is not this stage's business: [`crate::verify`] checks every
+//! package, built now or taken from the cache.
 //!
 //! Either way the result is a zip of deflated entries in the [`cache`], which the packager
 //! copies raw into the deployment package.
 
 pub mod cache;
-pub mod container;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::sync::OnceCell;
+use std::sync::Arc;
 
 use crate::manifest::{Architecture, FunctionSpec};
 use crate::package::{self, PackageError};
 use cache::{Cache, Hit, KeyBuilder};
-use container::{ContainerError, Sandbox, Step};
+use crate::sandbox::{self as container, ContainerError, Engine, Sandbox, Step};
 
 /// How dependencies are built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -43,7 +43,6 @@ pub struct Settings {
     pub limits: container::Limits,
     /// Python used in pip-platform mode.
     pub host_python: String,
-    pub smoke_test: bool,
 }
 
 /// Built dependencies, ready to be merged into a package.
@@ -61,8 +60,6 @@ pub struct Deps {
 pub enum BuildError {
     #[error(transparent)]
     Container(#[from] ContainerError),
-    #[error("the handler does not import in the build image: {log_tail}")]
-    SmokeTest { log_tail: String },
     #[error("cannot build {wanted} dependencies on this {host} worker; run the function's architecture on a matching worker group, or use --build-mode pip-platform")]
     Architecture { wanted: &'static str, host: &'static str },
     #[error("package.json lists dependencies but there is no package-lock.json; npm ci needs a lock file")]
@@ -90,7 +87,7 @@ impl BuildError {
     pub fn log_tail(&self) -> Option<&str> {
         match self {
             BuildError::Container(e) => e.log_tail(),
-            BuildError::SmokeTest { log_tail } | BuildError::Pip { log_tail, .. } => Some(log_tail),
+            BuildError::Pip { log_tail, .. } => Some(log_tail),
             _ => None,
         }
     }
@@ -108,15 +105,15 @@ enum Ecosystem {
 pub struct Builder {
     settings: Settings,
     cache: Cache,
-    sandbox: OnceCell<Sandbox>,
+    engine: Arc<Engine>,
 }
 
 impl Builder {
-    pub fn new(settings: Settings, cache: Cache) -> Self {
+    pub fn new(settings: Settings, cache: Cache, engine: Arc<Engine>) -> Self {
         Self {
             settings,
             cache,
-            sandbox: OnceCell::new(),
+            engine,
         }
     }
 
@@ -142,15 +139,13 @@ impl Builder {
 
     /// Removes build containers of jobs that were cut off. Called once all jobs have ended.
     pub async fn shutdown(&self) {
-        if let Some(sandbox) = self.sandbox.get() {
+        if let Some(sandbox) = self.engine.connected() {
             sandbox.remove_all().await;
         }
     }
 
     async fn sandbox(&self) -> Result<&Sandbox, ContainerError> {
-        self.sandbox
-            .get_or_try_init(|| Sandbox::connect(self.settings.limits.clone()))
-            .await
+        self.engine.get().await
     }
 
     /// Builds (or finds in the cache) the dependencies of the app unpacked at `app`.
@@ -199,7 +194,7 @@ impl Builder {
         let out = work.join("deps");
         std::fs::create_dir(&out).map_err(BuildError::Io)?;
         let log_tail = match self.settings.mode {
-            BuildMode::Docker => self.build_in_container(app, &out, &image, spec, ecosystem).await?,
+            BuildMode::Docker => self.build_in_container(app, &out, &image, ecosystem).await?,
             BuildMode::PipPlatform => self.build_with_pip_platform(app, &out, spec).await?,
         };
         let zip = work.join("deps.zip");
@@ -220,7 +215,6 @@ impl Builder {
         app: &Path,
         out: &Path,
         image: &str,
-        spec: &FunctionSpec,
         ecosystem: Ecosystem,
     ) -> Result<String, BuildError> {
         let sandbox = self.sandbox().await?;
@@ -245,72 +239,7 @@ impl Builder {
             out_read_only: false,
             network: None,
         };
-        let mut log = sandbox.run(step).await?;
-        if self.settings.smoke_test {
-            log.push_str(&self.smoke_test(sandbox, app, out, image, spec, ecosystem).await?);
-        }
-        Ok(log)
-    }
-
-    /// Loads the handler's module with the built dependencies, with the network off, and
-    /// checks the handler function exists. Node: CommonJS handlers (`.js`); an ES module
-    /// (`.mjs`) resolves packages next to itself, not from the build output, so it is skipped.
-    async fn smoke_test(
-        &self,
-        sandbox: &Sandbox,
-        app: &Path,
-        out: &Path,
-        image: &str,
-        spec: &FunctionSpec,
-        ecosystem: Ecosystem,
-    ) -> Result<String, BuildError> {
-        let (module, function) = spec.handler.rsplit_once('.').unwrap_or((&spec.handler, "handler"));
-        let (cmd, env) = match ecosystem {
-            Ecosystem::Python => {
-                let check = "import importlib, sys; sys.path[:0] = ['/src', '/out']; m = importlib.import_module(sys.argv[1]); getattr(m, sys.argv[2])";
-                (
-                    vec![
-                        "python3".into(),
-                        "-B".into(),
-                        "-c".into(),
-                        check.into(),
-                        module.replace('/', "."),
-                        function.into(),
-                    ],
-                    vec![],
-                )
-            }
-            Ecosystem::Node => {
-                if !app.join(format!("{module}.js")).is_file() {
-                    return Ok(String::new());
-                }
-                let check = "const m = require(process.argv[1]); if (typeof m[process.argv[2]] !== 'function') { console.error('handler ' + process.argv[2] + ' is not a function'); process.exit(1); }";
-                (
-                    vec![
-                        "node".into(),
-                        "-e".into(),
-                        check.into(),
-                        format!("/src/{module}.js"),
-                        function.into(),
-                    ],
-                    vec!["NODE_PATH=/out/node_modules".into()],
-                )
-            }
-        };
-        let step = Step {
-            image,
-            cmd,
-            env,
-            src: app,
-            out,
-            out_read_only: true,
-            network: Some("none"),
-        };
-        match sandbox.run(step).await {
-            Ok(log) => Ok(log),
-            Err(ContainerError::Failed { log_tail, .. }) => Err(BuildError::SmokeTest { log_tail }),
-            Err(other) => Err(other.into()),
-        }
+        Ok(sandbox.run(step).await?)
     }
 
     async fn build_with_pip_platform(&self, app: &Path, out: &Path, spec: &FunctionSpec) -> Result<String, BuildError> {
@@ -378,7 +307,8 @@ fn glibc_of(runtime: &str) -> &'static str {
     }
 }
 
-fn host_architecture() -> Option<Architecture> {
+/// The architecture of this worker, as Lambda names it; `None` on any other CPU.
+pub fn host_architecture() -> Option<Architecture> {
     match std::env::consts::ARCH {
         "x86_64" => Some(Architecture::X86_64),
         "aarch64" => Some(Architecture::Arm64),
@@ -480,7 +410,8 @@ fn local_requirements(text: &str) -> Vec<PathBuf> {
     out
 }
 
-fn tail(s: &str, max: usize) -> String {
+/// The last `max` bytes of `s`, cut at a character boundary.
+pub fn tail(s: &str, max: usize) -> String {
     let start = s.len().saturating_sub(max);
     let start = (start..s.len()).find(|&i| s.is_char_boundary(i)).unwrap_or(s.len());
     s[start..].to_owned()
