@@ -24,7 +24,7 @@ bench:
 
 setup:
 	dev/setup.sh
-	dev/build-image.sh python node
+	dev/build-image.sh python3.13 python3.11 nodejs20.x
 
 lint:
 	cargo fmt --all -- --check

@@ -69,7 +69,7 @@ if [ "${#need[@]}" -gt 0 ]; then apt_install "${need[@]}"; fi
 if ! command -v perf >/dev/null; then apt_install linux-perf || echo "bench: perf unavailable; no profile" >&2; fi
 
 dev/setup.sh
-dev/build-image.sh python
+dev/build-image.sh python3.13
 "$py" dev/bench/bench.py --prepare
 
 if ! wait "$build"; then

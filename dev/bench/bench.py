@@ -39,7 +39,7 @@ PUBLISHER = os.path.join(RELEASE, "queue-metric-publisher")
 PACKAGE_TREE = os.path.join(RELEASE, "package-tree")
 PY = sys.executable
 REGION = "us-east-1"
-BUILD_IMAGE = os.environ.get("AUTO_LAMBDA_BUILD_IMAGE", "auto-lambda/build-python:test")
+BUILD_IMAGE = os.environ.get("AUTO_LAMBDA_BUILD_IMAGE", "auto-lambda/build-python3.13:test")
 CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
          "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -153,7 +153,7 @@ class Stack:
         env.update(AUTO_LAMBDA_QUEUE_URL=self.queue_url, AUTO_LAMBDA_ROLE_ARN=self.role_arn,
                    AUTO_LAMBDA_SCALE_IN_PROTECTION="off", AUTO_LAMBDA_CLOUDWATCH_METRICS="false")
         cmd = [WORKER, "--wait-time-secs", str(wait_secs), "--metrics-addr", f"127.0.0.1:{port}",
-               "--work-dir", work, "--build-image", f"python3.12={BUILD_IMAGE}", "--build-network", "none",
+               "--work-dir", work, "--build-image", f"python3.13={BUILD_IMAGE}", "--build-network", "none",
                "--cache-dir", cache_dir or os.path.join(BENCH, "cache"), *extra]
         logf = open(os.path.join(BENCH, f"{tag}.log"), "wb")
         p = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT)
@@ -438,7 +438,7 @@ def bench_latency(stack, worker):
     # Baseline: the same Lambda calls made directly with boto3 (update code, wait, publish).
     pkg = zip_files(files + [("app.py", app)])
     name = "bench-direct"
-    stack.lam.create_function(FunctionName=name, Runtime="python3.12", Role=stack.role_arn,
+    stack.lam.create_function(FunctionName=name, Runtime="python3.13", Role=stack.role_arn,
                               Handler="app.handler", Code={"ZipFile": pkg})
     direct = []
     for i in range(20):

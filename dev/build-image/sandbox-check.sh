@@ -13,7 +13,7 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
-IMAGE="${AUTO_LAMBDA_BUILD_IMAGE:-auto-lambda/build-python:test}"
+IMAGE="${AUTO_LAMBDA_BUILD_IMAGE:-auto-lambda/build-python3.13:test}"
 PYPI="${AUTO_LAMBDA_CHECK_PYPI:-1}"
 [ "${1:-}" = --no-pypi ] && PYPI=0
 
@@ -21,7 +21,7 @@ log() { printf 'sandbox-check: %s\n' "$*" >&2; }
 now() { date +%s%N; }
 since() { local ms=$((($(now) - $1) / 1000000)); printf '%d.%02d' $((ms / 1000)) $((ms % 1000 / 10)); }
 
-AUTO_LAMBDA_BUILD_IMAGE="$IMAGE" "$here/../build-image.sh" python
+"$here/../build-image.sh" python3.13
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/auto-lambda-sandbox.XXXXXX")"
 cleanup() {

@@ -25,8 +25,11 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures_util::StreamExt;
 
-/// Label on every build container: which worker process owns it, as `<hostname>/<pid>`.
+/// Label on every container: which worker process owns it, as `<hostname>/<pid>`.
 pub const OWNER_LABEL: &str = "auto-lambda.owner";
+/// Label on every container: what it is for, `build` (one dependency build step) or
+/// `verifier` (a warm container for load checks).
+pub const ROLE_LABEL: &str = "auto-lambda.role";
 
 /// The user checks run as in warm containers: `nobody`, which owns none of the files it reads.
 pub const UNPRIVILEGED: &str = "65534:65534";
@@ -236,7 +239,10 @@ impl Sandbox {
             env: Some(env),
             user: Some(user),
             working_dir: Some("/tmp".to_owned()),
-            labels: Some(HashMap::from([(OWNER_LABEL.to_owned(), self.owner.clone())])),
+            labels: Some(HashMap::from([
+                (OWNER_LABEL.to_owned(), self.owner.clone()),
+                (ROLE_LABEL.to_owned(), "build".to_owned()),
+            ])),
             host_config: Some(host),
             ..Default::default()
         };
@@ -339,7 +345,10 @@ impl Sandbox {
             env: Some(vec!["HOME=/tmp".to_owned()]),
             user: Some(UNPRIVILEGED.to_owned()),
             working_dir: Some("/tmp".to_owned()),
-            labels: Some(HashMap::from([(OWNER_LABEL.to_owned(), self.owner.clone())])),
+            labels: Some(HashMap::from([
+                (OWNER_LABEL.to_owned(), self.owner.clone()),
+                (ROLE_LABEL.to_owned(), "verifier".to_owned()),
+            ])),
             host_config: Some(host),
             ..Default::default()
         };

@@ -908,13 +908,22 @@ mod tests {
         manifest::resolve(m, dir.path(), "f", "", &manifest::Defaults::default()).unwrap()
     }
 
-    /// A real x86_64 shared object of this host that needs GLIBC versions (a CPython module).
-    fn host_extension() -> Option<Vec<u8>> {
-        let dir = std::fs::read_dir("/usr/lib/python3.11/lib-dynload").ok()?;
-        dir.flatten()
-            .map(|e| e.path())
-            .find(|p| p.to_string_lossy().ends_with("x86_64-linux-gnu.so"))
-            .and_then(|p| std::fs::read(p).ok())
+    /// A real shared object for this host, compiled by the host's gcc (glibc 2.36 here), that
+    /// calls `pthread_create`: since glibc 2.34 that symbol is versioned GLIBC_2.34.
+    fn host_extension() -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let c = dir.path().join("m.c");
+        std::fs::write(&c, "#include <pthread.h>\nstatic void *f(void *a) { return a; }\nint start(void) { pthread_t t; return pthread_create(&t, 0, f, 0); }\n").unwrap();
+        let so = dir.path().join("m.so");
+        let ok = std::process::Command::new("gcc")
+            .args(["-shared", "-fPIC", "-o"])
+            .arg(&so)
+            .arg(&c)
+            .status()
+            .expect("gcc runs")
+            .success();
+        assert!(ok, "gcc compiled the test object");
+        std::fs::read(so).unwrap()
     }
 
     #[test]
@@ -944,7 +953,7 @@ mod tests {
 
     #[test]
     fn elf_machine_glibc_and_tag() {
-        let Some(so) = host_extension() else { return };
+        let so = host_extension();
         let mut audit = Audit::default();
         // Right interpreter tag and architecture on AL2023: passes, glibc recorded.
         audit_elf("m.cpython-313-x86_64-linux-gnu.so", &so, &spec("python3.13", "x86_64"), &mut audit).unwrap();
@@ -956,6 +965,9 @@ mod tests {
         // Wrong architecture.
         let err = audit_elf("m.so", &so, &spec("python3.13", "arm64"), &mut audit).unwrap_err();
         assert!(matches!(err, VerifyError::WrongMachine { .. }), "{err}");
+        // Amazon Linux 2 has glibc 2.26: GLIBC_2.34 is too new for python3.11.
+        let err = audit_elf("m.so", &so, &spec("python3.11", "x86_64"), &mut audit).unwrap_err();
+        assert!(err.to_string().contains("GLIBC_2.34") && err.to_string().contains("2.26"), "{err}");
     }
 
     #[test]

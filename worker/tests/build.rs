@@ -14,7 +14,7 @@ const T: Duration = Duration::from_secs(180);
 /// A worker that builds offline in the local test image, one job at a time, with its
 /// dependency cache in `cache`, plus `extra` flags.
 fn spawn_builder(stack: &Stack, cache: &std::path::Path, extra: &[&str]) -> Worker {
-    let image = format!("python3.12={}", test_build_image());
+    let image = format!("python3.13={}", test_build_image());
     let cache = cache.display().to_string();
     let mut args = vec![
         "--build-image",
@@ -166,7 +166,7 @@ async fn broken_builds_are_permanent_failures_with_the_log() {
         "the compiler's error is in the report: {r:#}"
     );
 
-    // Builds, but the handler's module does not import: the smoke test catches it.
+    // Builds, but the handler's module does not import: verification catches it.
     let mut bad_import = dir_files(&repo_root().join("examples/python-native"));
     for (name, content) in &mut bad_import {
         if name == "app.py" {
@@ -176,10 +176,15 @@ async fn broken_builds_are_permanent_failures_with_the_log() {
     let id = aws.upload(&stack, "apps/badimport.zip", zip_owned(&bad_import)).await;
     let r = aws.wait_report(&stack, "apps/badimport.zip", &id, T).await;
     assert_eq!(r["outcome"], "failed", "{r:#}");
-    assert!(r["error"].as_str().unwrap().contains("does not import"), "{r:#}");
+    let error = r["error"].as_str().unwrap();
     assert!(
-        r["build_log_tail"].as_str().unwrap().contains("not_installed_anywhere"),
+        error.contains("would not start") && error.contains("`not_installed_anywhere`"),
         "{r:#}"
+    );
+    assert_eq!(r["error_class"], "permanent");
+    assert!(
+        r["build_log_tail"].as_str().unwrap().contains("ModuleNotFoundError"),
+        "the traceback is in the report: {r:#}"
     );
     assert!(
         aws.lambda
@@ -195,9 +200,9 @@ async fn broken_builds_are_permanent_failures_with_the_log() {
     let mut arm = dir_files(&repo_root().join("examples/python-native"));
     arm.push((
         "lambda.toml".into(),
-        b"runtime = \"python3.12\"\narchitecture = \"arm64\"\n".to_vec(),
+        b"runtime = \"python3.13\"\narchitecture = \"arm64\"\n".to_vec(),
     ));
-    arm.retain(|(n, c)| n != "lambda.toml" || c.starts_with(b"runtime = \"python3.12\"\narch"));
+    arm.retain(|(n, c)| n != "lambda.toml" || c.starts_with(b"runtime = \"python3.13\"\narch"));
     let id = aws.upload(&stack, "apps/armapp.zip", zip_owned(&arm)).await;
     let r = aws.wait_report(&stack, "apps/armapp.zip", &id, T).await;
     assert_eq!(r["outcome"], "failed", "{r:#}");
@@ -280,7 +285,10 @@ async fn build_container_is_locked_down() {
         .unwrap();
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     let label = format!("auto-lambda.owner={}/{}", host.trim(), worker.child.id());
-    let filters = std::collections::HashMap::from([("label".to_owned(), vec![label])]);
+    let filters = std::collections::HashMap::from([(
+        "label".to_owned(),
+        vec![label, "auto-lambda.role=build".to_owned()],
+    )]);
     let mut running = Vec::new();
     let deadline = std::time::Instant::now() + T;
     while running.is_empty() {
@@ -409,18 +417,7 @@ async fn pip_platform_mode_fetches_manylinux_wheels_without_docker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_dependencies_installed_with_npm_ci() {
     // npm ci offline: the dependency is vendored (`file:`), so no registry is needed.
-    let node_image =
-        std::env::var("AUTO_LAMBDA_BUILD_NODE_IMAGE").unwrap_or_else(|_| "auto-lambda/build-node:test".into());
-    let ok = std::process::Command::new("docker")
-        .args(["image", "inspect", &node_image])
-        .output()
-        .unwrap()
-        .status
-        .success();
-    assert!(
-        ok,
-        "build image {node_image} is missing: run `make test` (or dev/build-image.sh python node) first"
-    );
+    let node_image = local_image(NODE_IMAGE);
     let moto = Moto::start();
     let stack = moto.bootstrap("npm", false);
     let aws = Aws::new(&stack.endpoint).await;
@@ -455,7 +452,7 @@ async fn node_dependencies_installed_with_npm_ci() {
     let names = zip_names(&cached_deps(cache.path()));
     assert!(names.contains(&"node_modules/greet/index.js".to_owned()), "{names:?}");
 
-    // A handler whose dependency is missing fails the smoke test and is not deployed.
+    // A handler whose dependency is missing fails verification and is not deployed.
     let broken: Vec<(&str, &[u8])> = vec![
         ("index.js", b"const x = require('not-installed');\nexports.handler = async () => x;\n"),
         ("package.json", br#"{"name": "node-deps", "version": "1.0.0", "private": true, "dependencies": {"greet": "file:vendor/greet"}}"#),
@@ -466,5 +463,6 @@ async fn node_dependencies_installed_with_npm_ci() {
     let id = aws.upload(&stack, "apps/node-broken.zip", zip_of(&broken)).await;
     let r = aws.wait_report(&stack, "apps/node-broken.zip", &id, T).await;
     assert_eq!(r["outcome"], "failed", "{r:#}");
-    assert!(r["error"].as_str().unwrap().contains("does not import"), "{r:#}");
+    assert!(r["error"].as_str().unwrap().contains("`not-installed`"), "{r:#}");
+    assert!(aws.lambda.get_function().function_name("node-broken").send().await.is_err());
 }

@@ -124,7 +124,7 @@ async fn sigkill_at_random_points_ten_times() {
     let stack = moto.bootstrap("killer", false);
     let aws = Aws::new(&stack.endpoint).await;
     let cache = tempfile::tempdir().unwrap();
-    let image = format!("python3.12={}", test_build_image());
+    let image = format!("python3.13={}", test_build_image());
     let args = [
         "--build-image",
         &image,

@@ -29,7 +29,7 @@ fn slow_app(secs: u32) -> Vec<(String, Vec<u8>)> {
 fn args(cache: &std::path::Path, extra: &[&str]) -> Vec<String> {
     let mut a: Vec<String> = [
         "--build-image",
-        &format!("python3.12={}", test_build_image()),
+        &format!("python3.13={}", test_build_image()),
         "--build-network",
         "none",
         "--concurrency",

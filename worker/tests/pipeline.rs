@@ -48,7 +48,7 @@ async fn upload_deploys_then_changed_upload_updates() {
     let cfg = f.configuration().unwrap();
     assert_eq!(
         cfg.runtime().unwrap().as_str(),
-        "python3.12",
+        "python3.13",
         "runtime detected from app.py"
     );
     assert_eq!(cfg.handler(), Some("app.handler"));
@@ -171,7 +171,7 @@ async fn every_pure_example_deploys_as_it_is() {
     let aws = Aws::new(&stack.endpoint).await;
     let _worker = Worker::spawn(&stack, &[]);
     for (example, runtime) in [
-        ("python-hello", "python3.12"),
+        ("python-hello", "python3.13"),
         ("node-hello", "nodejs20.x"),
         ("provided-bootstrap", "provided.al2023"),
     ] {

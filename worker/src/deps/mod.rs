@@ -423,7 +423,7 @@ mod tests {
     use crate::manifest;
 
     fn spec(dir: &Path) -> FunctionSpec {
-        manifest::resolve(manifest::Manifest::default(), dir, "f", "").unwrap()
+        manifest::resolve(manifest::Manifest::default(), dir, "f", "", &manifest::Defaults::default()).unwrap()
     }
 
     #[test]

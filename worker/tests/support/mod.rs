@@ -276,14 +276,34 @@ pub fn worker_command(stack: &Stack) -> Command {
         .env("AUTO_LAMBDA_ROLE_ARN", &stack.role_arn)
         // Not on EC2: skip the metadata probe (the protection test turns it on).
         .env("AUTO_LAMBDA_SCALE_IN_PROTECTION", "off")
+        // Verification loads handlers in the local images, each of which has its runtime's
+        // own interpreter (dev/build-image.sh); apps that name no runtime get those runtimes.
+        .env(
+            "AUTO_LAMBDA_BUILD_IMAGES",
+            format!("python3.13={PYTHON_IMAGE},nodejs20.x={NODE_IMAGE}"),
+        )
+        .env("AUTO_LAMBDA_DEFAULT_PYTHON_RUNTIME", "python3.13")
+        .env("AUTO_LAMBDA_DEFAULT_NODE_RUNTIME", "nodejs20.x")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null());
     cmd
 }
 
-/// The local build image the tests use; made by dev/build-image.sh (which `make test` runs).
+/// The local python3.13 image (Debian trixie); made by dev/build-image.sh, which `make test` runs.
+pub const PYTHON_IMAGE: &str = "auto-lambda/build-python3.13:test";
+/// The local nodejs20.x image (Debian trixie).
+pub const NODE_IMAGE: &str = "auto-lambda/build-nodejs20.x:test";
+/// The local python3.11 image (Debian bookworm).
+pub const PYTHON311_IMAGE: &str = "auto-lambda/build-python3.11:test";
+
+/// The local python3.13 build image, checked to be present.
 pub fn test_build_image() -> String {
-    let image = std::env::var("AUTO_LAMBDA_BUILD_IMAGE").unwrap_or_else(|_| "auto-lambda/build-python:test".into());
+    local_image(PYTHON_IMAGE)
+}
+
+/// A local build image, checked to be present.
+pub fn local_image(image: &str) -> String {
+    let image = image.to_owned();
     let ok = Command::new("docker")
         .args(["image", "inspect", &image])
         .stdout(Stdio::null())
@@ -292,18 +312,24 @@ pub fn test_build_image() -> String {
         .is_ok_and(|s| s.success());
     assert!(
         ok,
-        "build image {image} is missing: run `make test` (or dev/build-image.sh) first"
+        "build image {image} is missing: run `make test` (or dev/build-image.sh all) first"
     );
     image
 }
 
 /// Build containers of the worker process `pid` still present (running or not), found by
-/// the owner label the worker puts on them.
+/// the owner and role labels the worker puts on them.
 pub fn build_containers_left(pid: u32) -> usize {
+    containers_of(pid, "build")
+}
+
+/// Containers of the worker process `pid` with role `role` (`build` or `verifier`).
+pub fn containers_of(pid: u32, role: &str) -> usize {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
-    let filter = format!("label=auto-lambda.owner={}/{pid}", host.trim());
+    let owner = format!("label=auto-lambda.owner={}/{pid}", host.trim());
+    let role = format!("label=auto-lambda.role={role}");
     let out = Command::new("docker")
-        .args(["ps", "-aq", "--filter", &filter])
+        .args(["ps", "-aq", "--filter", &owner, "--filter", &role])
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).lines().count()
