@@ -60,6 +60,7 @@ apt_install() { # apt_install COMMAND PACKAGE: installs PACKAGE unless COMMAND e
 
 step "Tools"
 dev/setup.sh
+dev/build-image.sh python3.13
 export DEBIAN_FRONTEND=noninteractive
 apt_install shellcheck shellcheck
 apt_install packer packer
@@ -245,6 +246,8 @@ for _ in $(seq 50); do [ -S "$state/notify.sock" ] && break; sleep 0.1; done
   export AUTO_LAMBDA_WORK_DIR="$state/work" AUTO_LAMBDA_CACHE_DIR="$state/cache" \
     AUTO_LAMBDA_METRICS_ADDR="127.0.0.1:$worker_port" AUTO_LAMBDA_WAIT_TIME_SECS=1 \
     AUTO_LAMBDA_SCALE_IN_PROTECTION=false AUTO_LAMBDA_LOG_FORMAT=text
+  # No container registry here: the package is verified in the local python3.13 image.
+  export AUTO_LAMBDA_BUILD_IMAGES="python3.13=auto-lambda/build-python3.13:test"
   export NOTIFY_SOCKET="$state/notify.sock" WATCHDOG_USEC=60000000 WATCHDOG_PID=$BASHPID
   exec "$worker"
 ) >"$state/worker.log" 2>&1 &

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """make bench: every benchmark of issue 7, each against a baseline measured in the same run.
 
-    .venv/bin/python dev/bench/bench.py [--only packaging,latency,native,burst,footprint,sim]
+    .venv/bin/python dev/bench/bench.py [--only packaging,latency,native,verify,burst,footprint,sim]
 
 Needs the release binaries (target/release/auto-lambda-worker, queue-metric-publisher and the
 package-tree bench tool), Info-ZIP `zip`, GNU `/usr/bin/time`, Docker with the local build image
@@ -151,7 +151,9 @@ class Stack:
         os.makedirs(work, exist_ok=True)
         env = self.env()
         env.update(AUTO_LAMBDA_QUEUE_URL=self.queue_url, AUTO_LAMBDA_ROLE_ARN=self.role_arn,
-                   AUTO_LAMBDA_SCALE_IN_PROTECTION="off", AUTO_LAMBDA_CLOUDWATCH_METRICS="false")
+                   AUTO_LAMBDA_SCALE_IN_PROTECTION="off", AUTO_LAMBDA_CLOUDWATCH_METRICS="false",
+                   # The local image is Python 3.13; apps that name no runtime get that one.
+                   AUTO_LAMBDA_DEFAULT_PYTHON_RUNTIME="python3.13")
         cmd = [WORKER, "--wait-time-secs", str(wait_secs), "--metrics-addr", f"127.0.0.1:{port}",
                "--work-dir", work, "--build-image", f"python3.13={BUILD_IMAGE}", "--build-network", "none",
                "--cache-dir", cache_dir or os.path.join(BENCH, "cache"), *extra]
@@ -486,6 +488,65 @@ def bench_native(stack):
         f"{cs.get('build', 0) / max(ws.get('build', 0), 1):.0f}x", "-", "-")
 
 
+# ---- 3b. verification on the warm path --------------------------------------------------------
+
+VERIFY_REDEPLOYS = 30
+
+
+def warm_redeploys(stack, key, src, n):
+    """n code-only redeploys of `src` (its dependencies cached); returns (totals_ms, verify_ms)."""
+    totals, verify = [], []
+    base = open(os.path.join(src, "app.py")).read()
+    for i in range(n):
+        body = zip_dir(src, {"app.py": base + f"\n# change {i} {time.time_ns()}\n"})
+        t = time.monotonic()
+        rid = stack.upload(key, body)
+        r = stack.wait_report(key, rid, 120, poll=0.005)
+        totals.append((time.monotonic() - t) * 1000)
+        if r["outcome"] != "deployed" or r.get("dependencies") != "cache-local":
+            raise SystemExit(f"bench: error: warm redeploy {i}: {r['outcome']} ({r.get('dependencies')}): {r.get('error')}")
+        verify.append(r["timings_ms"].get("verify", 0))
+    return totals, verify
+
+
+def bench_verify():
+    """The warm redeploy of examples/python-native with verification on and off, the verifier's
+    own p50/p99, and a verifier's cold start (from the worker's log)."""
+    src = os.path.join(ROOT, "examples", "python-native")
+    results = {}
+    for label, extra in (("on", []), ("off", ["--verify", "false"])):
+        stack = Stack(f"verify-{label}")
+        try:
+            cache = os.path.join(BENCH, f"cache-verify-{label}")
+            shutil.rmtree(cache, ignore_errors=True)
+            worker = stack.worker(f"verify-{label}-worker", *extra, cache_dir=cache)
+            key = "apps/bench-verify.zip"
+            r = stack.wait_report(key, stack.upload(key, zip_dir(src)), 600, poll=0.02)
+            if r["outcome"] != "deployed":
+                raise SystemExit(f"bench: error: verify {label}: cold deploy {r['outcome']}: {r.get('error')}")
+            results[label] = warm_redeploys(stack, key, src, VERIFY_REDEPLOYS)
+            stop_proc(worker)
+        finally:
+            stack.close()
+    (on_total, on_verify), (off_total, _) = results["on"], results["off"]
+    cold = None
+    with open(os.path.join(BENCH, "verify-on-worker.log"), errors="replace") as fh:
+        for line in fh:
+            if "Verifier container started" in line and "elapsed_ms=" in line:
+                cold = int(line.split("elapsed_ms=")[1].split()[0])
+    p50_on, p50_off = pct(on_total, 50), pct(off_total, 50)
+    v50, v99 = pct(on_verify, 50), pct(on_verify, 99)
+    figure("verify_warm_redeploy_on_p50", p50_on, f"ms ({VERIFY_REDEPLOYS} code-only redeploys of python-native)")
+    figure("verify_warm_redeploy_off_p50", p50_off, "ms (--verify false)")
+    figure("verify_stage_p50", v50, "ms")
+    figure("verify_stage_p99", v99, "ms")
+    figure("verify_cold_start", cold if cold is not None else -1, "ms (start + interpreter probe of a verifier container)")
+    row("warm redeploy p50, verification on (ms)", f"{p50_on:.0f}", f"off {p50_off:.0f}",
+        f"+{p50_on - p50_off:.0f} ms", "< 200", yes(p50_on < 200))
+    row("  verify stage p50 / p99 (ms)", f"{v50:.0f} / {v99:.0f}", "-", "-", "p50 < 150", yes(v50 < 150))
+    row("  verifier cold start (ms)", f"{cold}", "-", "-", "- (once per image per worker)", "-")
+
+
 # ---- 4. burst ----------------------------------------------------------------------------------
 
 FUNCTIONS, VERSIONS = 20, 10
@@ -652,7 +713,7 @@ def on_term(signum, frame):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--only", default="packaging,latency,native,burst,footprint,sim")
+    p.add_argument("--only", default="packaging,latency,native,verify,burst,footprint,sim")
     p.add_argument("--prepare", action="store_true",
                    help="only generate the packaging trees (dev/bench.sh does it while the release build runs)")
     a = p.parse_args()
@@ -686,6 +747,9 @@ def main():
                 stop_proc(worker)
             finally:
                 stack.close()
+        if "verify" in only:
+            log(f"3b/5 verification on the warm path ({VERIFY_REDEPLOYS} redeploys, on and off)")
+            bench_verify()
         if "burst" in only:
             log("4/5 burst: 200 uploads over 20 functions, 1 worker then 3")
             one = bench_burst(1)

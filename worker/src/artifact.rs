@@ -490,7 +490,8 @@ mod tests {
         let z = zip_of(|w| {
             w.start_file("pkg\\sub\\a.py", SimpleFileOptions::default()).unwrap();
             w.write_all(b"x").unwrap();
-            w.start_file("__MACOSX/pkg/._a.py", SimpleFileOptions::default()).unwrap();
+            w.start_file("__MACOSX/pkg/._a.py", SimpleFileOptions::default())
+                .unwrap();
             w.write_all(b"junk").unwrap();
             w.start_file("pkg/._a.py", SimpleFileOptions::default()).unwrap();
             w.write_all(b"junk").unwrap();

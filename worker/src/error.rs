@@ -14,12 +14,12 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 
 use crate::artifact::ArtifactError;
-use crate::sandbox::ContainerError;
-use crate::deps::BuildError;
 use crate::deploy::DeployError;
+use crate::deps::BuildError;
 use crate::event::EventError;
 use crate::manifest::ManifestError;
 use crate::package::PackageError;
+use crate::sandbox::ContainerError;
 use crate::verify::VerifyError;
 
 /// What to do with a failed job's message.

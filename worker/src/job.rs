@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::artifact;
-use crate::deps::{cache::Hit, Builder};
 use crate::coalesce::InHand;
 use crate::config::Config;
 use crate::deploy::{self, Change, Code, FunctionState};
+use crate::deps::{cache::Hit, Builder};
 use crate::error::{Class, JobError};
 use crate::event::{self, Notification, ObjectCreated};
 use crate::manifest::{self, FunctionSpec};
@@ -258,7 +258,10 @@ async fn run_stages(
         .time("unpack", blocking(move || artifact::unpack(&upload_c, &app_c, &limits)))
         .await??;
     if !unpacked.dropped.is_empty() {
-        tracing::info!(count = unpacked.dropped.len(), "Dropped macOS metadata from the upload.");
+        tracing::info!(
+            count = unpacked.dropped.len(),
+            "Dropped macOS metadata from the upload."
+        );
     }
     *dropped = unpacked.dropped;
 
@@ -284,7 +287,9 @@ async fn run_stages(
             blocking(move || package::build_with_deps(&app_c, deps_zip.as_deref(), &out)),
         )
         .await??;
-    let checks = timings.time("verify", ctx.verifier.verify(&package.path, &spec)).await?;
+    let checks = timings
+        .time("verify", ctx.verifier.verify(&package.path, &spec))
+        .await?;
 
     let mut done = timings
         .time("deploy", deploy_if_newer(ctx, object, spec, package))

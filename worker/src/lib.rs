@@ -14,10 +14,10 @@
 #![forbid(unsafe_code)]
 
 pub mod artifact;
-pub mod deps;
 pub mod coalesce;
 pub mod config;
 pub mod deploy;
+pub mod deps;
 pub mod error;
 pub mod event;
 pub mod job;

@@ -322,7 +322,14 @@ mod tests {
     #[test]
     fn defaults_from_files() {
         let dir = app(&["app.py"]);
-        let spec = resolve(Manifest::default(), dir.path(), "hello-api", "al-", &Defaults::default()).unwrap();
+        let spec = resolve(
+            Manifest::default(),
+            dir.path(),
+            "hello-api",
+            "al-",
+            &Defaults::default(),
+        )
+        .unwrap();
         assert_eq!(spec.name, "al-hello-api");
         assert_eq!(spec.runtime, "python3.14", "the newest Python Lambda supports");
         assert_eq!(spec.handler, "app.handler");
@@ -330,7 +337,9 @@ mod tests {
         assert_eq!((spec.memory_mb, spec.timeout_secs), (128, 30));
         let dir = app(&["index.mjs"]);
         assert_eq!(
-            resolve(Manifest::default(), dir.path(), "n", "", &Defaults::default()).unwrap().handler,
+            resolve(Manifest::default(), dir.path(), "n", "", &Defaults::default())
+                .unwrap()
+                .handler,
             "index.handler"
         );
     }
@@ -351,7 +360,9 @@ mod tests {
     fn values_checked_against_lambda_limits() {
         let dir = app(&["app.py"]);
         let m = parse("memory = 64").unwrap();
-        let err = resolve(m, dir.path(), "f", "", &Defaults::default()).unwrap_err().to_string();
+        let err = resolve(m, dir.path(), "f", "", &Defaults::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("memory") && err.contains("128"), "{err}");
         let m = parse("timeout = 901").unwrap();
         assert!(resolve(m, dir.path(), "f", "", &Defaults::default())
@@ -386,7 +397,10 @@ mod tests {
         std::fs::create_dir(dir.path().join("orders-api")).unwrap();
         std::fs::write(dir.path().join("orders-api/app.py"), "x").unwrap();
         let err = resolve(Manifest::default(), dir.path(), "f", "", &Defaults::default()).unwrap_err();
-        assert!(matches!(err, ManifestError::NestedApp(ref f) if f == "orders-api"), "{err}");
+        assert!(
+            matches!(err, ManifestError::NestedApp(ref f) if f == "orders-api"),
+            "{err}"
+        );
         assert!(err.to_string().contains("zip the folder's contents"), "{err}");
     }
 

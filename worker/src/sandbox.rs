@@ -394,7 +394,11 @@ impl Sandbox {
             ..Default::default()
         };
         let run = async {
-            let exec = self.docker.create_exec(id, options).await.map_err(ContainerError::Run)?;
+            let exec = self
+                .docker
+                .create_exec(id, options)
+                .await
+                .map_err(ContainerError::Run)?;
             let mut out = Vec::new();
             if let StartExecResults::Attached { mut output, .. } = self
                 .docker

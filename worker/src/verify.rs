@@ -81,16 +81,17 @@ pub enum VerifyError {
         found: String,
         wanted: &'static str,
     },
-    #[error("`{file}` needs GLIBC_{needs}, but {runtime} runs on {os} with glibc {has}: use a build (or wheel) for manylinux_{has_tag} or older")]
+    #[error("`{file}` needs GLIBC_{needs}, but {runtime} runs on {os} with glibc {}.{}: use a build (or wheel) for manylinux_{}_{} or older", .has.0, .has.1, .has.0, .has.1, os = runtime_glibc(runtime).1)]
     Glibc {
         file: String,
         needs: String,
         runtime: String,
-        os: &'static str,
-        has: String,
-        has_tag: String,
+        /// The runtime's glibc, (major, minor).
+        has: (u32, u32),
     },
-    #[error("`{file}` is a CPython {found} extension, but the function runs {runtime}: rebuild it for Python {wanted}")]
+    #[error(
+        "`{file}` is a CPython {found} extension, but the function runs {runtime}: rebuild it for Python {wanted}"
+    )]
     CpythonVersion {
         file: String,
         found: String,
@@ -264,11 +265,7 @@ impl Verifier {
                         "import sys; print('%d.%d' % sys.version_info[:2])".into(),
                     ]
                 } else {
-                    vec![
-                        "node".into(),
-                        "-p".into(),
-                        "process.versions.node.split('.')[0]".into(),
-                    ]
+                    vec!["node".into(), "-p".into(), "process.versions.node.split('.')[0]".into()]
                 };
                 let (code, out) = match sandbox.exec(&id, probe, vec![], "/tmp", self.settings.timeout).await {
                     Ok(result) => result,
@@ -316,6 +313,10 @@ impl Verifier {
     /// Verifies the package at `package` for `spec`. Returns what was checked.
     pub async fn verify(&self, package: &Path, spec: &FunctionSpec) -> Result<Checks, VerifyError> {
         let mut checks = Checks::new();
+        if !self.settings.enabled {
+            checks.insert("verify", "off (--verify false): nothing was checked".to_owned());
+            return Ok(checks);
+        }
         // Host audit, and extraction for the load check, in one pass over the package.
         let job_dir = tempfile::Builder::new()
             .prefix("job-")
@@ -323,11 +324,10 @@ impl Verifier {
             .map_err(VerifyError::Io)?;
         let (package_c, spec_c, dir_c) = (package.to_owned(), spec.clone(), job_dir.path().to_owned());
         let runs_load_check = self.load_check(spec, false).is_ok();
-        let audit = tokio::task::spawn_blocking(move || {
-            audit(&package_c, &spec_c, runs_load_check.then_some(dir_c.as_path()))
-        })
-        .await
-        .map_err(|e| VerifyError::Io(std::io::Error::other(e)))??;
+        let audit =
+            tokio::task::spawn_blocking(move || audit(&package_c, &spec_c, runs_load_check.then_some(dir_c.as_path())))
+                .await
+                .map_err(|e| VerifyError::Io(std::io::Error::other(e)))??;
         checks.insert("elf", audit.summary(spec.architecture));
         if let Some(b) = &audit.bootstrap {
             checks.insert("bootstrap", b.clone());
@@ -354,13 +354,21 @@ impl Verifier {
         let warm = self.warm(&spec.runtime).await?;
         let root = format!(
             "{MOUNT}/{}",
-            dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+            dir.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
         );
         let python = spec.runtime.starts_with("python");
         let secs = self.settings.timeout.as_secs().max(1).to_string();
         let mut cmd: Vec<String> = vec!["timeout".into(), "-s".into(), "KILL".into(), secs];
         if python {
-            cmd.extend(["python3".into(), "-I".into(), "-B".into(), "-c".into(), PYTHON_CHECK.into()]);
+            cmd.extend([
+                "python3".into(),
+                "-I".into(),
+                "-B".into(),
+                "-c".into(),
+                PYTHON_CHECK.into(),
+            ]);
         } else {
             cmd.extend(["node".into(), "-e".into(), NODE_CHECK.into()]);
         }
@@ -451,10 +459,7 @@ fn interpreter_of(runtime: &str) -> String {
     if let Some(v) = runtime.strip_prefix("python") {
         v.to_owned()
     } else {
-        runtime
-            .trim_start_matches("nodejs")
-            .trim_end_matches(".x")
-            .to_owned()
+        runtime.trim_start_matches("nodejs").trim_end_matches(".x").to_owned()
     }
 }
 
@@ -623,10 +628,7 @@ impl Audit {
             ));
         }
         if self.windows_files > 0 {
-            s.push_str(&format!(
-                " ({} Windows executables ignored)",
-                self.windows_files
-            ));
+            s.push_str(&format!(" ({} Windows executables ignored)", self.windows_files));
         }
         s
     }
@@ -679,7 +681,8 @@ pub fn audit(package: &Path, spec: &FunctionSpec, extract_to: Option<&Path>) -> 
     }
     if spec.runtime.starts_with("provided") && !bootstrap_seen {
         return Err(VerifyError::Bootstrap(
-            "there is no `bootstrap` at the package root; a custom runtime needs an executable named bootstrap there".into(),
+            "there is no `bootstrap` at the package root; a custom runtime needs an executable named bootstrap there"
+                .into(),
         ));
     }
     Ok(audit)
@@ -811,16 +814,14 @@ fn audit_elf(name: &str, data: &[u8], spec: &FunctionSpec, audit: &mut Audit) ->
             }
         }
     }
-    let ((has_major, has_minor), os) = runtime_glibc(&spec.runtime);
+    let ((has_major, has_minor), _) = runtime_glibc(&spec.runtime);
     if let Some((major, minor)) = needs {
         if (major, minor) > (has_major, has_minor) {
             return Err(VerifyError::Glibc {
                 file: name.to_owned(),
                 needs: format!("{major}.{minor}"),
                 runtime: spec.runtime.clone(),
-                os,
-                has: format!("{has_major}.{has_minor}"),
-                has_tag: format!("{has_major}_{has_minor}"),
+                has: (has_major, has_minor),
             });
         }
         audit.max_glibc = audit.max_glibc.max(Some((major, minor)));
@@ -864,10 +865,7 @@ fn cpython_tag(name: &str) -> Option<&str> {
 /// with a clean `#!` line.
 fn check_bootstrap(data: &[u8], mode: u32, symlink: bool, spec: &FunctionSpec) -> Result<String, VerifyError> {
     if symlink {
-        return Ok(format!(
-            "symlink to `{}`",
-            String::from_utf8_lossy(data)
-        ));
+        return Ok(format!("symlink to `{}`", String::from_utf8_lossy(data)));
     }
     if mode & 0o111 == 0 {
         return Err(VerifyError::Bootstrap("is not executable".into()));
@@ -904,7 +902,10 @@ mod tests {
 
     fn spec(runtime: &str, arch: &str) -> FunctionSpec {
         let dir = tempfile::tempdir().unwrap();
-        let m = manifest::parse(&format!("runtime = \"{runtime}\"\narchitecture = \"{arch}\"\nhandler = \"app.handler\"\n")).unwrap();
+        let m = manifest::parse(&format!(
+            "runtime = \"{runtime}\"\narchitecture = \"{arch}\"\nhandler = \"app.handler\"\n"
+        ))
+        .unwrap();
         manifest::resolve(m, dir.path(), "f", "", &manifest::Defaults::default()).unwrap()
     }
 
@@ -944,9 +945,14 @@ mod tests {
     fn foreign_binaries_are_named() {
         let s = spec("python3.13", "x86_64");
         let mut audit = Audit::default();
-        let macho = [0xcf, 0xfa, 0xed, 0xfe, 7, 0, 0, 1, 3, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        let macho = [
+            0xcf, 0xfa, 0xed, 0xfe, 7, 0, 0, 1, 3, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
         let err = audit_file("fastcodec/_speedups.abi3.so", &macho, &s, &mut audit).unwrap_err();
-        assert!(err.to_string().contains("fastcodec/_speedups.abi3.so") && err.to_string().contains("Mach-O"), "{err}");
+        assert!(
+            err.to_string().contains("fastcodec/_speedups.abi3.so") && err.to_string().contains("Mach-O"),
+            "{err}"
+        );
         // Text that happens to start with MZ is not a binary.
         audit_file("notes.txt", b"MZ is a nice name", &s, &mut audit).unwrap();
     }
@@ -956,18 +962,33 @@ mod tests {
         let so = host_extension();
         let mut audit = Audit::default();
         // Right interpreter tag and architecture on AL2023: passes, glibc recorded.
-        audit_elf("m.cpython-313-x86_64-linux-gnu.so", &so, &spec("python3.13", "x86_64"), &mut audit).unwrap();
+        audit_elf(
+            "m.cpython-313-x86_64-linux-gnu.so",
+            &so,
+            &spec("python3.13", "x86_64"),
+            &mut audit,
+        )
+        .unwrap();
         assert_eq!(audit.elf_files, 1);
         assert!(audit.max_glibc.is_some());
         // Wrong interpreter.
-        let err = audit_elf("m.cpython-311-x86_64-linux-gnu.so", &so, &spec("python3.13", "x86_64"), &mut audit).unwrap_err();
+        let err = audit_elf(
+            "m.cpython-311-x86_64-linux-gnu.so",
+            &so,
+            &spec("python3.13", "x86_64"),
+            &mut audit,
+        )
+        .unwrap_err();
         assert!(matches!(err, VerifyError::CpythonVersion { .. }), "{err}");
         // Wrong architecture.
         let err = audit_elf("m.so", &so, &spec("python3.13", "arm64"), &mut audit).unwrap_err();
         assert!(matches!(err, VerifyError::WrongMachine { .. }), "{err}");
         // Amazon Linux 2 has glibc 2.26: GLIBC_2.34 is too new for python3.11.
         let err = audit_elf("m.so", &so, &spec("python3.11", "x86_64"), &mut audit).unwrap_err();
-        assert!(err.to_string().contains("GLIBC_2.34") && err.to_string().contains("2.26"), "{err}");
+        assert!(
+            err.to_string().contains("GLIBC_2.34") && err.to_string().contains("2.26"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -285,10 +285,8 @@ async fn build_container_is_locked_down() {
         .unwrap();
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     let label = format!("auto-lambda.owner={}/{}", host.trim(), worker.child.id());
-    let filters = std::collections::HashMap::from([(
-        "label".to_owned(),
-        vec![label, "auto-lambda.role=build".to_owned()],
-    )]);
+    let filters =
+        std::collections::HashMap::from([("label".to_owned(), vec![label, "auto-lambda.role=build".to_owned()])]);
     let mut running = Vec::new();
     let deadline = std::time::Instant::now() + T;
     while running.is_empty() {
@@ -349,6 +347,9 @@ async fn shared_cache_starts_a_fresh_instance_warm() {
     let r = aws.wait_report(&stack, "apps/shared-a.zip", &id, T).await;
     assert_eq!(r["dependencies"], "built", "{r:#}");
     drop(first);
+    // A killed worker's last long poll (1 s here) is still open on the server and would take
+    // the next message into a dead connection, hiding it for the visibility timeout (60 s).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let shared = aws
         .s3
         .list_objects_v2()
@@ -464,5 +465,11 @@ async fn node_dependencies_installed_with_npm_ci() {
     let r = aws.wait_report(&stack, "apps/node-broken.zip", &id, T).await;
     assert_eq!(r["outcome"], "failed", "{r:#}");
     assert!(r["error"].as_str().unwrap().contains("`not-installed`"), "{r:#}");
-    assert!(aws.lambda.get_function().function_name("node-broken").send().await.is_err());
+    assert!(aws
+        .lambda
+        .get_function()
+        .function_name("node-broken")
+        .send()
+        .await
+        .is_err());
 }

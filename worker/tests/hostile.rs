@@ -300,7 +300,7 @@ async fn hostile_uploads_fail_cleanly_and_nothing_escapes() {
         (0, 0),
         "permanent failures never reach the DLQ"
     );
-    let leftovers: Vec<_> = std::fs::read_dir(&work).unwrap().collect();
+    let leftovers = job_leftovers(&work);
     assert!(leftovers.is_empty(), "job directories are removed: {leftovers:?}");
     assert!(
         worker.child.id() > 0 && http_get(worker.metrics_port, "/healthz").await.contains("ok"),

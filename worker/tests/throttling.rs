@@ -36,7 +36,14 @@ fn throttled() -> GetFunctionError {
 fn spec() -> manifest::FunctionSpec {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("app.py"), "").unwrap();
-    manifest::resolve(Manifest::default(), dir.path(), "throttled-fn", "", &manifest::Defaults::default()).unwrap()
+    manifest::resolve(
+        Manifest::default(),
+        dir.path(),
+        "throttled-fn",
+        "",
+        &manifest::Defaults::default(),
+    )
+    .unwrap()
 }
 
 /// The binaries' retry policy, with a short first backoff so the test is quick.

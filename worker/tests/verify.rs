@@ -22,7 +22,15 @@ fn files(list: &[(&str, &[u8])]) -> Files {
 
 /// Uploads `good` (deployed), then `bad` (failed, permanent, its error containing `expect`,
 /// the function still on the good version), then `fixed` (deployed, a new version).
-async fn refused_then_fixed(aws: &Aws, stack: &Stack, name: &str, good: &Files, bad: &Files, expect: &str, fixed: &Files) -> Value {
+async fn refused_then_fixed(
+    aws: &Aws,
+    stack: &Stack,
+    name: &str,
+    good: &Files,
+    bad: &Files,
+    expect: &str,
+    fixed: &Files,
+) -> Value {
     let key = format!("apps/{name}.zip");
     let id = aws.upload(stack, &key, zip_owned(good)).await;
     let r = aws.wait_report(stack, &key, &id, T).await;
@@ -35,9 +43,16 @@ async fn refused_then_fixed(aws: &Aws, stack: &Stack, name: &str, good: &Files, 
     assert_eq!(r["outcome"], "failed", "{name} (bad): {r:#}");
     assert_eq!(r["error_class"], "permanent", "{name}: {r:#}");
     let error = r["error"].as_str().unwrap();
-    assert!(error.contains("would not start") && error.contains(expect), "{name}: wanted `{expect}` in: {error}");
+    assert!(
+        error.contains("would not start") && error.contains(expect),
+        "{name}: wanted `{expect}` in: {error}"
+    );
     assert!(r["timings_ms"]["verify"].is_u64(), "{name}: {r:#}");
-    assert_eq!(aws.code_sha256(name).await, live_sha, "{name}: the earlier package is still live");
+    assert_eq!(
+        aws.code_sha256(name).await,
+        live_sha,
+        "{name}: the earlier package is still live"
+    );
     assert_eq!(aws.versions(name).await, versions, "{name}: no version was published");
 
     let id = aws.upload(stack, &key, zip_owned(fixed)).await;
@@ -84,12 +99,21 @@ async fn packages_that_would_not_start_are_refused_and_the_live_version_stays() 
     let bad = files(&[("app.py", HANDLER), ("lambda.toml", b"handler = \"app.hander\"\n")]);
     let r = refused_then_fixed(&aws, &stack, "typo", &good, &bad, "has no `hander`", &good.clone()).await;
     assert_eq!(r["checks"]["handler"], "app.handler callable", "{r:#}");
-    assert!(r["checks"]["import"].as_str().unwrap().starts_with("ok (Python 3.13"), "{r:#}");
+    assert!(
+        r["checks"]["import"].as_str().unwrap().starts_with("ok (Python 3.13"),
+        "{r:#}"
+    );
 
     // A handler that imports a package that is not in the zip.
-    let bad = files(&[("app.py", b"import attrs\ndef handler(e, c):\n    return attrs.__name__\n")]);
+    let bad = files(&[(
+        "app.py",
+        b"import attrs\ndef handler(e, c):\n    return attrs.__name__\n",
+    )]);
     let fixed = files(&[
-        ("app.py", b"import attrs\ndef handler(e, c):\n    return attrs.__name__\n"),
+        (
+            "app.py",
+            b"import attrs\ndef handler(e, c):\n    return attrs.__name__\n",
+        ),
         ("attrs/__init__.py", b"VERSION = 'vendored'\n"),
     ]);
     let good = files(&[("app.py", HANDLER)]);
@@ -117,16 +141,22 @@ async fn packages_that_would_not_start_are_refused_and_the_live_version_stays() 
         ("fastcodec/__init__.py", b"\n"),
         ("fastcodec/_speedups.abi3.so", &compiled_extension()),
     ]);
-    let r = refused_then_fixed(&aws, &stack, "macho", &good, &bad, "`fastcodec/_speedups.abi3.so` is a Mach-O", &fixed).await;
+    let r = refused_then_fixed(
+        &aws,
+        &stack,
+        "macho",
+        &good,
+        &bad,
+        "`fastcodec/_speedups.abi3.so` is a Mach-O",
+        &fixed,
+    )
+    .await;
     let elf = r["checks"]["elf"].as_str().unwrap();
     assert!(elf.starts_with("1 file, x86_64"), "{r:#}");
 
     // A CPython extension built for another interpreter (3.11) in a python3.13 function.
     let so = compiled_extension();
-    let bad = files(&[
-        ("app.py", HANDLER),
-        ("fastsum.cpython-311-x86_64-linux-gnu.so", &so),
-    ]);
+    let bad = files(&[("app.py", HANDLER), ("fastsum.cpython-311-x86_64-linux-gnu.so", &so)]);
     let fixed = files(&[("app.py", HANDLER), ("fastsum.cpython-313-x86_64-linux-gnu.so", &so)]);
     let r = refused_then_fixed(&aws, &stack, "abi", &good, &bad, "CPython 3.11 extension", &fixed).await;
     assert!(r["checks"]["elf"].as_str().unwrap().contains("cpython-313"), "{r:#}");
@@ -146,8 +176,9 @@ async fn packages_that_would_not_start_are_refused_and_the_live_version_stays() 
     let r = refused_then_fixed(&aws, &stack, "crlf", &good, &bad, "carriage return", &good.clone()).await;
     assert_eq!(r["checks"]["bootstrap"], "script, #!/bin/sh", "{r:#}");
 
-    // One per configured image (python3.13 and nodejs20.x), started at start-up and reused.
-    assert_eq!(containers_of(worker.child.id(), "verifier"), 2);
+    // One per configured image (python3.13, python3.11, nodejs20.x), started at start-up and
+    // reused by every job.
+    assert_eq!(containers_of(worker.child.id(), "verifier"), 3);
     assert_eq!(build_containers_left(worker.child.id()), 0);
 }
 
@@ -160,7 +191,14 @@ async fn a_cache_hit_skips_the_build_but_not_verification() {
     let image = format!("python3.13={}", test_build_image());
     let _worker = Worker::spawn(
         &stack,
-        &["--build-image", &image, "--build-network", "none", "--cache-dir", cache.path().to_str().unwrap()],
+        &[
+            "--build-image",
+            &image,
+            "--build-network",
+            "none",
+            "--cache-dir",
+            cache.path().to_str().unwrap(),
+        ],
     );
     let native = dir_files(&repo_root().join("examples/python-native"));
     let key = "apps/native.zip";
@@ -169,8 +207,14 @@ async fn a_cache_hit_skips_the_build_but_not_verification() {
     assert_eq!(r["outcome"], "deployed", "{r:#}");
     assert_eq!(r["dependencies"], "built");
     let elf = r["checks"]["elf"].as_str().unwrap();
-    assert!(elf.contains("cpython-313"), "the example ships an extension its runtime imports: {r:#}");
-    assert!(r["checks"]["import"].as_str().unwrap().starts_with("ok (Python 3.13"), "{r:#}");
+    assert!(
+        elf.contains("cpython-313"),
+        "the example ships an extension its runtime imports: {r:#}"
+    );
+    assert!(
+        r["checks"]["import"].as_str().unwrap().starts_with("ok (Python 3.13"),
+        "{r:#}"
+    );
     let live = aws.code_sha256("native").await;
 
     // A code-only change with a syntax error: the dependencies come from the cache, and the
@@ -198,7 +242,10 @@ async fn a_cache_hit_skips_the_build_but_not_verification() {
     let r = aws.wait_report(&stack, key, &id, T).await;
     assert_eq!(r["outcome"], "deployed", "{r:#}");
     assert_eq!(r["dependencies"], "cache-local", "the build was skipped: {r:#}");
-    assert_eq!(r["checks"]["handler"], "app.handler callable", "but not verification: {r:#}");
+    assert_eq!(
+        r["checks"]["handler"], "app.handler callable",
+        "but not verification: {r:#}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -219,14 +266,24 @@ async fn uploads_from_finder_and_windows_are_packaged_as_meant() {
     let id = aws.upload(&stack, "apps/finder.zip", zip_of(finder)).await;
     let r = aws.wait_report(&stack, "apps/finder.zip", &id, T).await;
     assert_eq!(r["outcome"], "deployed", "{r:#}");
-    assert_eq!(r["dropped_files"], serde_json::json!(["__MACOSX/._app.py", "._app.py", ".DS_Store"]));
-    assert_eq!(r["code_sha256"], expected_sha(clean).as_str(), "none of it is in the package");
+    assert_eq!(
+        r["dropped_files"],
+        serde_json::json!(["__MACOSX/._app.py", "._app.py", ".DS_Store"])
+    );
+    assert_eq!(
+        r["code_sha256"],
+        expected_sha(clean).as_str(),
+        "none of it is in the package"
+    );
 
     // Written on Windows with `\` separators, a handler in a folder without __init__.py (a
     // namespace package), named by path the way Lambda allows.
     let windows: &[(&str, &[u8])] = &[
         ("src\\orders\\app.py", HANDLER),
-        ("lambda.toml", b"runtime = \"python3.13\"\nhandler = \"src/orders/app.handler\"\n"),
+        (
+            "lambda.toml",
+            b"runtime = \"python3.13\"\nhandler = \"src/orders/app.handler\"\n",
+        ),
     ];
     let id = aws.upload(&stack, "apps/windows.zip", zip_of(windows)).await;
     let r = aws.wait_report(&stack, "apps/windows.zip", &id, T).await;
@@ -240,13 +297,19 @@ async fn uploads_from_finder_and_windows_are_packaged_as_meant() {
     assert!(r["error"].as_str().unwrap().contains("`..`"), "{r:#}");
 
     // The folder zipped instead of its contents.
-    let nested: &[(&str, &[u8])] = &[("orders-api/app.py", HANDLER), ("orders-api/lambda.toml", b"memory = 256\n")];
+    let nested: &[(&str, &[u8])] = &[
+        ("orders-api/app.py", HANDLER),
+        ("orders-api/lambda.toml", b"memory = 256\n"),
+    ];
     let id = aws.upload(&stack, "apps/nested.zip", zip_of(nested)).await;
     let r = aws.wait_report(&stack, "apps/nested.zip", &id, T).await;
     assert_eq!(r["outcome"], "failed", "{r:#}");
     assert_eq!(r["error_class"], "permanent");
     let error = r["error"].as_str().unwrap();
-    assert!(error.contains("`orders-api/`") && error.contains("zip the folder's contents"), "{r:#}");
+    assert!(
+        error.contains("`orders-api/`") && error.contains("zip the folder's contents"),
+        "{r:#}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -256,7 +319,9 @@ async fn node_handlers_load_as_the_node_runtime_loads_them() {
     let aws = Aws::new(&stack.endpoint).await;
     let _worker = Worker::spawn(&stack, &[]);
     let toml: &[u8] = b"runtime = \"nodejs20.x\"\n";
-    let cases: Vec<(&str, Vec<(&str, &[u8])>, Option<&str>)> = vec![
+    // (function name, files, the problem a failure names; None: deploys)
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a [u8])>, Option<&'a str>);
+    let cases: Vec<Case> = vec![
         // An ES module by package.json "type", with top-level await.
         (
             "esm",
@@ -289,7 +354,10 @@ async fn node_handlers_load_as_the_node_runtime_loads_them() {
         match problem {
             None => {
                 assert_eq!(r["outcome"], "deployed", "{name}: {r:#}");
-                assert!(r["checks"]["import"].as_str().unwrap().starts_with("ok (Node.js 20"), "{r:#}");
+                assert!(
+                    r["checks"]["import"].as_str().unwrap().starts_with("ok (Node.js 20"),
+                    "{r:#}"
+                );
             }
             Some(problem) => {
                 assert_eq!(r["outcome"], "failed", "{name}: {r:#}");
@@ -313,5 +381,47 @@ fn an_image_that_is_not_the_runtimes_interpreter_stops_the_worker_at_start() {
         log.contains("Python 3.11") && log.contains("python3.13") && log.contains(PYTHON311_IMAGE),
         "{log}"
     );
-    assert_eq!(containers_of(worker.child.id(), "verifier"), 0, "the probe container is gone");
+    assert_eq!(
+        containers_of(worker.child.id(), "verifier"),
+        0,
+        "the probe container is gone"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verifier_containers_end_with_their_worker() {
+    let moto = Moto::start();
+    let stack = moto.bootstrap("verifierlife", false);
+    let aws = Aws::new(&stack.endpoint).await;
+
+    // SIGTERM: the worker removes its verifiers before it exits.
+    let mut worker = Worker::spawn(&stack, &[]);
+    let id = aws
+        .upload(&stack, "apps/life.zip", zip_of(&[("app.py", HANDLER)]))
+        .await;
+    assert_eq!(
+        aws.wait_report(&stack, "apps/life.zip", &id, T).await["outcome"],
+        "deployed"
+    );
+    let pid = worker.child.id();
+    assert!(containers_of(pid, "verifier") > 0);
+    worker.signal("TERM");
+    assert_eq!(worker.wait_exit(Duration::from_secs(60)), Some(0), "{}", worker.log());
+    assert_eq!(containers_of(pid, "verifier"), 0, "removed at shutdown");
+
+    // SIGKILL leaves them running; the next worker on the host reaps them.
+    let killed = Worker::spawn(&stack, &[]);
+    let pid = killed.child.id();
+    eventually(T, "the verifiers to start", || async move {
+        containers_of(pid, "verifier") > 0
+    })
+    .await;
+    killed.signal("KILL");
+    drop(killed);
+    assert!(containers_of(pid, "verifier") > 0, "a SIGKILL leaves them behind");
+    let _next = Worker::spawn(&stack, &[]);
+    eventually(T, "the orphaned verifiers to be reaped", || async move {
+        containers_of(pid, "verifier") == 0
+    })
+    .await;
 }

@@ -22,8 +22,8 @@ use std::sync::Arc;
 
 use crate::manifest::{Architecture, FunctionSpec};
 use crate::package::{self, PackageError};
-use cache::{Cache, Hit, KeyBuilder};
 use crate::sandbox::{self as container, ContainerError, Engine, Sandbox, Step};
+use cache::{Cache, Hit, KeyBuilder};
 
 /// How dependencies are built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -128,7 +128,7 @@ impl Builder {
             Ok(sandbox) => {
                 let reaped = sandbox.reap_orphans().await;
                 if reaped > 0 {
-                    tracing::info!(reaped, "Removed build containers left by a killed worker.");
+                    tracing::info!(reaped, "Removed containers left by a killed worker.");
                 }
             }
             Err(err) => {
@@ -423,7 +423,14 @@ mod tests {
     use crate::manifest;
 
     fn spec(dir: &Path) -> FunctionSpec {
-        manifest::resolve(manifest::Manifest::default(), dir, "f", "", &manifest::Defaults::default()).unwrap()
+        manifest::resolve(
+            manifest::Manifest::default(),
+            dir,
+            "f",
+            "",
+            &manifest::Defaults::default(),
+        )
+        .unwrap()
     }
 
     #[test]

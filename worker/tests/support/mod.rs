@@ -280,7 +280,7 @@ pub fn worker_command(stack: &Stack) -> Command {
         // own interpreter (dev/build-image.sh); apps that name no runtime get those runtimes.
         .env(
             "AUTO_LAMBDA_BUILD_IMAGES",
-            format!("python3.13={PYTHON_IMAGE},nodejs20.x={NODE_IMAGE}"),
+            format!("python3.13={PYTHON_IMAGE},python3.11={PYTHON311_IMAGE},nodejs20.x={NODE_IMAGE}"),
         )
         .env("AUTO_LAMBDA_DEFAULT_PYTHON_RUNTIME", "python3.13")
         .env("AUTO_LAMBDA_DEFAULT_NODE_RUNTIME", "nodejs20.x")
@@ -352,4 +352,23 @@ pub fn dir_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
 pub fn zip_owned(files: &[(String, Vec<u8>)]) -> Vec<u8> {
     let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, c)| (n.as_str(), c.as_slice())).collect();
     zip_of(&refs)
+}
+
+/// What jobs left in a worker's `--work-dir`: every entry except the verifier's staging
+/// directory (`auto-lambda-verify-<pid>`, which lives as long as the worker), plus whatever
+/// is inside that.
+pub fn job_leftovers(work: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(work).unwrap() {
+        let path = entry.unwrap().path();
+        let staging = path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("auto-lambda-verify-"));
+        if staging {
+            out.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            out.push(path);
+        }
+    }
+    out
 }
