@@ -27,8 +27,14 @@ done
 
 log "packages"
 dnf -y -q upgrade
-# python3-pip: pip-platform builds run pip on the host.
+# python3-pip: wheels-only builds can run pip on the host, and it installs uv below.
 dnf -y -q install docker amazon-cloudwatch-agent rsyslog logrotate findutils python3-pip
+
+# uv: the Python installer the worker runs on the host and mounts into build containers. PyPI's
+# wheel holds one static binary (manylinux_2_17); the version is pinned in files/uv-version.
+log "uv $(cat "$staging/files/uv-version")"
+python3 -m pip install --quiet --no-cache-dir --prefix /usr/local "uv==$(tr -d '[:space:]' <"$staging/files/uv-version")"
+/usr/local/bin/uv --version
 
 log "docker"
 install -d -m 0755 /etc/docker

@@ -11,7 +11,7 @@
 # Logs and scratch files (generated trees, moto state) stay in .dev/bench/. Every server it
 # starts listens on loopback and is stopped on exit.
 #
-#   dev/bench.sh [--only packaging,latency,native,verify,burst,footprint,sim]
+#   dev/bench.sh [--only packaging,latency,native,verify,installers,burst,footprint,sim]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """make bench: every benchmark of issue 7, each against a baseline measured in the same run.
 
-    .venv/bin/python dev/bench/bench.py [--only packaging,latency,native,verify,burst,footprint,sim]
+    .venv/bin/python dev/bench/bench.py [--only packaging,latency,native,verify,installers,burst,footprint,sim]
 
 Needs the release binaries (target/release/auto-lambda-worker, queue-metric-publisher and the
 package-tree bench tool), Info-ZIP `zip`, GNU `/usr/bin/time`, Docker with the local build image
@@ -153,7 +153,8 @@ class Stack:
         env.update(AUTO_LAMBDA_QUEUE_URL=self.queue_url, AUTO_LAMBDA_ROLE_ARN=self.role_arn,
                    AUTO_LAMBDA_SCALE_IN_PROTECTION="off", AUTO_LAMBDA_CLOUDWATCH_METRICS="false",
                    # The local image is Python 3.13; apps that name no runtime get that one.
-                   AUTO_LAMBDA_DEFAULT_PYTHON_RUNTIME="python3.13")
+                   AUTO_LAMBDA_DEFAULT_PYTHON_RUNTIME="python3.13",
+                   AUTO_LAMBDA_UV_BINARY=os.path.join(ROOT, ".venv", "bin", "uv"))
         cmd = [WORKER, "--wait-time-secs", str(wait_secs), "--metrics-addr", f"127.0.0.1:{port}",
                "--work-dir", work, "--build-image", f"python3.13={BUILD_IMAGE}", "--build-network", "none",
                "--cache-dir", cache_dir or os.path.join(BENCH, "cache"), *extra]
@@ -547,6 +548,51 @@ def bench_verify():
     row("  verifier cold start (ms)", f"{cold}", "-", "-", "- (once per image per worker)", "-")
 
 
+# ---- 3c. cold dependency install: uv vs pip ----------------------------------------------------
+
+INSTALL_SET = ["numpy", "pandas", "requests"]
+INSTALL_RUNS = 3
+
+
+def bench_installers():
+    """A cold install of numpy+pandas+requests into --target, by uv and by pip, in the same
+    container of the local python3.13 image, both from the same local wheelhouse (no network:
+    the container runs with --network none), uv with an empty cache each run."""
+    wheelhouse = os.path.join(BENCH, "wheelhouse")
+    os.makedirs(wheelhouse, exist_ok=True)
+    if not any(f.endswith(".whl") for f in os.listdir(wheelhouse)):
+        log("downloading the wheelhouse (manylinux_2_34 x86_64, CPython 3.13) once")
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
+                        "--platform", "manylinux_2_34_x86_64", "--python-version", "3.13",
+                        "--implementation", "cp", "-d", wheelhouse, *INSTALL_SET], check=True)
+    uv = os.path.join(ROOT, ".venv", "bin", "uv")
+    scripts = {
+        "pip": "python3 -m pip install --quiet --no-input --no-compile --no-index --find-links /wheels "
+               "--target /tmp/out " + " ".join(INSTALL_SET),
+        "uv": "/opt/uv pip install --quiet --no-config --no-index --find-links /wheels --link-mode copy "
+              "--python python3 --python-platform x86_64-manylinux_2_34 --python-version 3.13 "
+              "--target /tmp/out " + " ".join(INSTALL_SET),
+    }
+    times = {"pip": [], "uv": []}
+    for _ in range(INSTALL_RUNS):
+        for tool, script in scripts.items():
+            timed_script = ("s=$(date +%s%N); " + script + " && e=$(date +%s%N) && "
+                            "echo $(( (e - s) / 1000000 ))")
+            out = subprocess.run(
+                ["docker", "run", "--rm", "--network", "none", "--read-only", "--tmpfs", "/tmp:exec,size=2g",
+                 "-e", "HOME=/tmp", "-e", "UV_CACHE_DIR=/tmp/uv-cache",
+                 "-v", f"{wheelhouse}:/wheels:ro", "-v", f"{uv}:/opt/uv:ro",
+                 BUILD_IMAGE, "sh", "-c", timed_script],
+                check=True, capture_output=True, text=True)
+            times[tool].append(int(out.stdout.strip().splitlines()[-1]))
+    pip_ms, uv_ms = pct(times["pip"], 50), pct(times["uv"], 50)
+    figure("install_cold_pip", pip_ms, f"ms (median of {INSTALL_RUNS}; {'+'.join(INSTALL_SET)})")
+    figure("install_cold_uv", uv_ms, f"ms (median of {INSTALL_RUNS})")
+    figure("install_uv_speedup", pip_ms / max(uv_ms, 1), "x")
+    row("cold install numpy+pandas+requests, uv (ms)", f"{uv_ms}", f"pip {pip_ms}",
+        f"{pip_ms / max(uv_ms, 1):.1f}x faster", ">= 5x", yes(pip_ms >= 5 * uv_ms))
+
+
 # ---- 4. burst ----------------------------------------------------------------------------------
 
 FUNCTIONS, VERSIONS = 20, 10
@@ -713,7 +759,7 @@ def on_term(signum, frame):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--only", default="packaging,latency,native,verify,burst,footprint,sim")
+    p.add_argument("--only", default="packaging,latency,native,verify,installers,burst,footprint,sim")
     p.add_argument("--prepare", action="store_true",
                    help="only generate the packaging trees (dev/bench.sh does it while the release build runs)")
     a = p.parse_args()
@@ -747,6 +793,9 @@ def main():
                 stop_proc(worker)
             finally:
                 stack.close()
+        if "installers" in only:
+            log(f"3c/5 cold install, uv vs pip ({'+'.join(INSTALL_SET)}, {INSTALL_RUNS} runs each)")
+            bench_installers()
         if "verify" in only:
             log(f"3b/5 verification on the warm path ({VERIFY_REDEPLOYS} redeploys, on and off)")
             bench_verify()

@@ -138,8 +138,10 @@ pub struct Config {
     #[arg(long, env = "AUTO_LAMBDA_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
 
-    /// How native dependencies are built: `docker` (in a build container; the default) or
-    /// `pip-platform` (prebuilt manylinux wheels fetched by pip on the host; Python only).
+    /// How native dependencies are built: `docker` (in the runtime's build container; a
+    /// function of the other architecture gets a wheels-only install on this worker), or
+    /// `wheels` (prebuilt manylinux wheels downloaded on this worker, no Docker; Python only;
+    /// `pip-platform` is the same).
     #[arg(long, env = "AUTO_LAMBDA_BUILD_MODE", value_enum, default_value = "docker")]
     pub build_mode: BuildMode,
 
@@ -174,7 +176,19 @@ pub struct Config {
     #[arg(long, env = "AUTO_LAMBDA_BUILD_CA_BUNDLE")]
     pub build_ca_bundle: Option<PathBuf>,
 
-    /// Python whose pip fetches wheels in pip-platform mode.
+    /// Which tool installs Python dependencies: `auto` (uv when the worker has it, else pip),
+    /// `uv` or `pip`. pylock.toml and uv.lock need uv.
+    #[arg(long, env = "AUTO_LAMBDA_PYTHON_INSTALLER", value_enum, default_value = "auto")]
+    pub python_installer: crate::deps::PythonInstaller,
+
+    /// The uv binary (PyPI's `uv` wheel holds a static one; dev/setup.sh and ami/install.sh
+    /// install the pinned version). It runs on the worker and is mounted read-only into build
+    /// containers. Default: `uv` on PATH.
+    #[arg(long, env = "AUTO_LAMBDA_UV_BINARY")]
+    pub uv_binary: Option<PathBuf>,
+
+    /// Python on this worker for wheels-only installs (it only hosts the installer: nothing
+    /// is imported or built with it).
     #[arg(long, env = "AUTO_LAMBDA_BUILD_PYTHON", default_value = "python3")]
     pub build_python: String,
 
@@ -321,6 +335,20 @@ impl Config {
                 "cpus must be > 0, memory >= 64 MiB, pids >= 16, timeout > 0",
             ));
         }
+        if let Some(uv) = &self.uv_binary {
+            if !uv.is_file() {
+                return Err(ConfigError::new(
+                    "--uv-binary / AUTO_LAMBDA_UV_BINARY",
+                    format!("`{}` is not a file", uv.display()),
+                ));
+            }
+        }
+        if self.python_installer == crate::deps::PythonInstaller::Uv && self.uv().is_none() {
+            return Err(ConfigError::new(
+                "--python-installer / AUTO_LAMBDA_PYTHON_INSTALLER",
+                "is `uv`, but there is no uv: set --uv-binary or put uv on PATH",
+            ));
+        }
         if self.verify_timeout_secs == 0 {
             return Err(ConfigError::new(
                 "--verify-timeout-secs / AUTO_LAMBDA_VERIFY_TIMEOUT_SECS",
@@ -364,7 +392,21 @@ impl Config {
                 ca_bundle: self.build_ca_bundle.clone(),
             },
             host_python: self.build_python.clone(),
+            installer: self.python_installer,
+            uv: self.uv(),
         }
+    }
+
+    /// The uv binary: `--uv-binary`, else `uv` on PATH.
+    pub fn uv(&self) -> Option<PathBuf> {
+        if let Some(uv) = &self.uv_binary {
+            return Some(uv.clone());
+        }
+        std::env::var_os("PATH").and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("uv"))
+                .find(|candidate| candidate.is_file())
+        })
     }
 
     /// Verification settings for [`crate::verify::Verifier`]. `region` is the AWS region the

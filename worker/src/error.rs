@@ -15,6 +15,7 @@ use aws_smithy_runtime_api::client::result::SdkError;
 
 use crate::artifact::ArtifactError;
 use crate::deploy::DeployError;
+use crate::deps::source::SourceError;
 use crate::deps::BuildError;
 use crate::event::EventError;
 use crate::manifest::ManifestError;
@@ -75,18 +76,29 @@ impl JobError {
             JobError::Build(e) => match e {
                 // The engine or the image registry is unavailable: an operator's problem, not the upload's.
                 BuildError::Container(
-                    ContainerError::Engine(_) | ContainerError::Image { .. } | ContainerError::Run(_),
+                    ContainerError::Engine(_)
+                    | ContainerError::Image { .. }
+                    | ContainerError::Run(_)
+                    | ContainerError::ExecTimedOut(_),
                 ) => Transient,
-                BuildError::Container(ContainerError::ExecTimedOut(_)) => Transient,
                 BuildError::Container(ContainerError::Failed { .. } | ContainerError::TimedOut(..)) => Permanent,
-                BuildError::PipSpawn { .. } => Transient,
+                BuildError::Source(source) => match source {
+                    SourceError::Invalid { .. } | SourceError::Editable { .. } | SourceError::OutsidePath { .. } => {
+                        Permanent
+                    }
+                    // The worker lacks a tool: fix the fleet, keep the upload.
+                    SourceError::NoUv { .. } => Transient,
+                    SourceError::Io { source, .. } => io(source),
+                },
+                BuildError::Spawn { .. } => Transient,
                 BuildError::Io(source) => io(source),
                 BuildError::Package(e) => package(e),
                 BuildError::Architecture { .. }
                 | BuildError::NoLockFile
                 | BuildError::Unsupported(_)
-                | BuildError::Pip { .. }
-                | BuildError::PipTimedOut(_) => Permanent,
+                | BuildError::NoWheel { .. }
+                | BuildError::Install { .. }
+                | BuildError::InstallTimedOut { .. } => Permanent,
             },
             JobError::Package(e) => package(e),
             JobError::Verify(e) => match e {

@@ -118,6 +118,9 @@ struct Done {
     note: Option<String>,
     /// `built`, `cache-local` or `cache-shared`, when the app has dependencies.
     dependencies: Option<&'static str>,
+    /// The file they came from and the tool that installed them.
+    dependencies_from: Option<&'static str>,
+    installer: Option<&'static str>,
     build_log: Option<String>,
     checks: crate::verify::Checks,
 }
@@ -133,6 +136,8 @@ impl Done {
             spec,
             package,
             dependencies: None,
+            dependencies_from: None,
+            installer: None,
             build_log: None,
             checks: Default::default(),
         }
@@ -160,6 +165,8 @@ async fn work_object(ctx: &Context, message: &Received, object: &ObjectCreated) 
         will_retry: false,
         build_log_tail: None,
         dependencies: None,
+        dependencies_from: None,
+        installer: None,
         checks: Default::default(),
         dropped_files: Vec::new(),
         message_id: message.message_id.clone(),
@@ -178,6 +185,8 @@ async fn work_object(ctx: &Context, message: &Received, object: &ObjectCreated) 
             report.package_bytes = Some(done.package.size);
             report.error = done.note;
             report.dependencies = done.dependencies;
+            report.dependencies_from = done.dependencies_from;
+            report.installer = done.installer;
             report.build_log_tail = done.build_log;
             report.checks = done.checks;
             tracing::info!(function = %done.spec.name, outcome = done.outcome.as_str(), version = ?report.version, code_sha256 = %done.package.code_sha256, "Job done.");
@@ -301,6 +310,8 @@ async fn run_stages(
             Some(Hit::Local) => "cache-local",
             Some(Hit::Shared) => "cache-shared",
         });
+        done.dependencies_from = Some(deps.from);
+        done.installer = Some(deps.installer);
         done.build_log = Some(deps.log_tail).filter(|l| !l.is_empty());
     }
     Ok(done)
@@ -380,6 +391,8 @@ async fn deploy_if_newer(
         spec,
         package,
         dependencies: None,
+        dependencies_from: None,
+        installer: None,
         build_log: None,
         checks: Default::default(),
     })

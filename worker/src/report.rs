@@ -84,6 +84,11 @@ pub struct StatusReport {
     pub build_log_tail: Option<String>,
     /// Where the native dependencies came from: `built`, `cache-local`, `cache-shared`.
     pub dependencies: Option<&'static str>,
+    /// Which file the dependencies came from: `requirements.txt`, `uv.lock`, `poetry.lock`,
+    /// `pylock.toml`, `pyproject.toml (unlocked)`, `package-lock.json`.
+    pub dependencies_from: Option<&'static str>,
+    /// What installed them: `uv`, `pip` or `npm`.
+    pub installer: Option<&'static str>,
     /// What verification proved before the deploy, check → result, e.g. `import: ok (Python
     /// 3.13.5)`, `handler: app.handler callable`, `elf: 3 files, x86_64, glibc ≤ 2.28`.
     pub checks: crate::verify::Checks,

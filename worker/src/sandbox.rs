@@ -95,8 +95,11 @@ pub struct Step<'a> {
     /// Mounted at `/out`; read-only when `out_read_only`.
     pub out: &'a Path,
     pub out_read_only: bool,
-    /// Overrides the configured network (the smoke test always runs with `none`).
+    /// Overrides the configured network.
     pub network: Option<&'a str>,
+    /// More host paths, each mounted read-only at the container path beside it (the uv
+    /// binary, the generated requirements).
+    pub mounts: Vec<(PathBuf, String)>,
 }
 
 /// The Docker Engine connection, made on first use and shared by the stages that run
@@ -205,6 +208,9 @@ impl Sandbox {
                 if step.out_read_only { "ro" } else { "rw" }
             ),
         ];
+        for (host, target) in &step.mounts {
+            binds.push(format!("{}:{target}:ro", host.display()));
+        }
         let mut env = step.env;
         env.extend([
             "HOME=/tmp".to_owned(),

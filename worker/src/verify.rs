@@ -201,7 +201,7 @@ impl Verifier {
             return Err("not applicable".into());
         }
         if self.settings.mode != BuildMode::Docker {
-            return Err("skipped (no Docker in --build-mode pip-platform)".into());
+            return Err("skipped (no Docker in --build-mode wheels)".into());
         }
         if has_native && crate::deps::host_architecture() != Some(spec.architecture) {
             return Err("skipped (foreign architecture)".into());

@@ -1,37 +1,63 @@
-//! Native dependencies: built for Lambda's OS and architecture, cached, and checked.
+//! Native dependencies: built for Lambda's OS and architecture, cached.
 //!
-//! * **docker** (the default): `pip install -t` or `npm ci --omit=dev` in the runtime's build
-//!   image (the AWS SAM build images unless overridden), in the sandbox of [`crate::sandbox`].
-//! * **pip-platform**, for hosts without Docker: pip on the host downloads only prebuilt
-//!   manylinux wheels for the function's Python version and architecture. Python only.
-//!   Chosen by configuration, never as a silent fallback.
+//! Where a Python app's dependencies come from is [`source`]'s business (requirements.txt,
+//! uv.lock, poetry.lock, pylock.toml, pyproject.toml); Node apps need `package.json` with a
+//! `package-lock.json`. How they are installed:
 //!
-//! Whether the result loads is not this stage's business: [`crate::verify`] checks every
-//! package, built now or taken from the cache.
+//! * **In the runtime's build image** (`--build-mode docker`, the default, when the function's
+//!   architecture is the worker's): `uv pip install --target` (or `pip install -t`, or
+//!   `npm ci --omit=dev`) in the image (the AWS SAM build images unless overridden), in the
+//!   sandbox of [`crate::sandbox`]. uv is the worker's own static binary, mounted read-only, so
+//!   no image has to change; it picks wheels for the runtime's glibc, not the image's.
+//! * **Wheels only, on the worker** (`--build-mode wheels`, formerly `pip-platform`, for hosts
+//!   without Docker; and in docker mode for a function of the other architecture, so one fleet
+//!   serves both without QEMU): uv (or pip) downloads prebuilt manylinux wheels for the
+//!   function's Python version, architecture and glibc. Nothing is compiled; a requirement
+//!   with no such wheel is a permanent error that names it.
+//!
+//! Platform tags always come from the runtime, never from the build host: Amazon Linux 2
+//! runtimes (python3.9–3.11, glibc 2.26) take manylinux wheels up to 2.26 (uv's nearest
+//! target at or below it is `manylinux_2_17`), Amazon Linux 2023 runtimes (glibc 2.34) up to
+//! 2.34.
 //!
 //! Either way the result is a zip of deflated entries in the [`cache`], which the packager
-//! copies raw into the deployment package.
+//! copies raw into the deployment package. Whether the result loads is [`crate::verify`]'s
+//! business, for every package, built now or taken from the cache.
 
 pub mod cache;
+pub mod source;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
-
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::manifest::{Architecture, FunctionSpec};
 use crate::package::{self, PackageError};
 use crate::sandbox::{self as container, ContainerError, Engine, Sandbox, Step};
 use cache::{Cache, Hit, KeyBuilder};
+use source::{Origin, SourceError};
 
 /// How dependencies are built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum BuildMode {
-    /// In a build container through the Docker Engine.
+    /// In a build container through the Docker Engine (wheels only, on the worker, for a
+    /// function of the other architecture).
     Docker,
-    /// With pip on the host, prebuilt manylinux wheels only (Python only).
-    PipPlatform,
+    /// Prebuilt manylinux wheels only, downloaded on the worker (Python only; no Docker).
+    #[value(alias = "pip-platform")]
+    Wheels,
+}
+
+/// Which tool installs Python dependencies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PythonInstaller {
+    /// uv when the worker has it, pip otherwise.
+    Auto,
+    /// uv (`uv pip install --target`); the worker must have it.
+    Uv,
+    /// pip (`pip install -t`).
+    Pip,
 }
 
 /// Build settings, from the worker's configuration.
@@ -41,8 +67,11 @@ pub struct Settings {
     /// Build image per runtime; runtimes not listed use `public.ecr.aws/sam/build-<runtime>`.
     pub images: BTreeMap<String, String>,
     pub limits: container::Limits,
-    /// Python used in pip-platform mode.
+    /// Python on the worker, for wheels-only installs.
     pub host_python: String,
+    pub installer: PythonInstaller,
+    /// The uv binary (statically linked: it runs on the worker and, mounted, in any image).
+    pub uv: Option<PathBuf>,
 }
 
 /// Built dependencies, ready to be merged into a package.
@@ -53,6 +82,11 @@ pub struct Deps {
     /// `None` when built now; where the cache hit came from otherwise.
     pub hit: Option<Hit>,
     pub log_tail: String,
+    /// Which file they came from: `requirements.txt`, `uv.lock`, `poetry.lock`,
+    /// `pylock.toml`, `pyproject.toml (unlocked)`, `package-lock.json`.
+    pub from: &'static str,
+    /// What installed them: `uv`, `pip`, `npm`.
+    pub installer: &'static str,
 }
 
 /// Why dependencies could not be built. Classified in [`crate::error`].
@@ -60,19 +94,33 @@ pub struct Deps {
 pub enum BuildError {
     #[error(transparent)]
     Container(#[from] ContainerError),
-    #[error("cannot build {wanted} dependencies on this {host} worker; run the function's architecture on a matching worker group, or use --build-mode pip-platform")]
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("cannot build {wanted} Node.js dependencies on this {host} worker; run {wanted} functions on a worker group of that architecture")]
     Architecture { wanted: &'static str, host: &'static str },
     #[error("package.json lists dependencies but there is no package-lock.json; npm ci needs a lock file")]
     NoLockFile,
     #[error("{0}")]
     Unsupported(String),
-    #[error("pip exited with status {code}")]
-    Pip { code: i32, log_tail: String },
-    #[error("pip did not finish within {0:?} and was killed")]
-    PipTimedOut(Duration),
-    #[error("cannot run {python} for pip: {source}")]
-    PipSpawn {
+    #[error("`{requirement}` has no prebuilt wheel for {platform} (Python {python}), and this worker does not compile for {arch}: use a version that publishes such a wheel, or run {arch} functions on a worker group of that architecture")]
+    NoWheel {
+        requirement: String,
+        platform: String,
         python: String,
+        arch: &'static str,
+        log_tail: String,
+    },
+    #[error("{tool} exited with status {code}")]
+    Install {
+        tool: &'static str,
+        code: i32,
+        log_tail: String,
+    },
+    #[error("{tool} did not finish within {limit:?} and was killed")]
+    InstallTimedOut { tool: &'static str, limit: Duration },
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        program: String,
         #[source]
         source: std::io::Error,
     },
@@ -87,18 +135,55 @@ impl BuildError {
     pub fn log_tail(&self) -> Option<&str> {
         match self {
             BuildError::Container(e) => e.log_tail(),
-            BuildError::Pip { log_tail, .. } => Some(log_tail),
-            _ => None,
+            BuildError::Install { log_tail, .. } | BuildError::NoWheel { log_tail, .. } => Some(log_tail),
+            BuildError::Source(_)
+            | BuildError::Architecture { .. }
+            | BuildError::NoLockFile
+            | BuildError::Unsupported(_)
+            | BuildError::InstallTimedOut { .. }
+            | BuildError::Spawn { .. }
+            | BuildError::Io(_)
+            | BuildError::Package(_) => None,
         }
     }
 }
 
-/// What an app asks to have built.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ecosystem {
-    Python,
+/// What an app asks to have installed.
+#[derive(Debug)]
+enum Plan {
+    Python(source::Plan),
     Node,
 }
+
+/// Where the install runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Route {
+    /// In a container of this build image.
+    Container(String),
+    /// Wheels only, on the worker.
+    HostWheels,
+}
+
+/// The installing tool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tool {
+    Uv,
+    Pip,
+    Npm,
+}
+
+impl Tool {
+    fn as_str(self) -> &'static str {
+        match self {
+            Tool::Uv => "uv",
+            Tool::Pip => "pip",
+            Tool::Npm => "npm",
+        }
+    }
+}
+
+/// Where uv sits inside a build container.
+const UV_IN_CONTAINER: &str = "/opt/auto-lambda/uv";
 
 /// Builds dependencies with the configured mode and cache.
 #[derive(Debug)]
@@ -106,14 +191,24 @@ pub struct Builder {
     settings: Settings,
     cache: Cache,
     engine: Arc<Engine>,
+    /// `uv --version`, when there is a uv.
+    uv_version: Option<String>,
 }
 
 impl Builder {
+    /// `settings.uv`, if set, is asked for its version once, here.
     pub fn new(settings: Settings, cache: Cache, engine: Arc<Engine>) -> Self {
+        let uv_version = settings.uv.as_ref().and_then(|uv| {
+            let out = std::process::Command::new(uv).arg("--version").output().ok()?;
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        });
         Self {
             settings,
             cache,
             engine,
+            uv_version,
         }
     }
 
@@ -148,54 +243,95 @@ impl Builder {
         self.engine.get().await
     }
 
+    fn python_tool(&self, origin: Origin) -> Result<Tool, BuildError> {
+        let tool = match (self.settings.installer, &self.uv_version) {
+            (PythonInstaller::Pip, _) => Tool::Pip,
+            (PythonInstaller::Uv | PythonInstaller::Auto, Some(_)) => Tool::Uv,
+            (PythonInstaller::Uv, None) => {
+                return Err(BuildError::Unsupported(
+                    "--python-installer uv, but the worker has no working uv (--uv-binary)".into(),
+                ))
+            }
+            (PythonInstaller::Auto, None) => Tool::Pip,
+        };
+        if origin == Origin::Pylock && tool == Tool::Pip {
+            return Err(SourceError::NoUv {
+                origin: "pylock.toml",
+                reason: "pip cannot install from pylock.toml".into(),
+            }
+            .into());
+        }
+        Ok(tool)
+    }
+
     /// Builds (or finds in the cache) the dependencies of the app unpacked at `app`.
     /// `Ok(None)`: nothing to build.
     pub async fn build(&self, app: &Path, spec: &FunctionSpec, work: &Path) -> Result<Option<Deps>, BuildError> {
-        let Some(ecosystem) = ecosystem(app, spec)? else {
+        let Some(plan) = self.plan(app, spec, work)? else {
             return Ok(None);
         };
-        let image = self
-            .settings
-            .images
-            .get(&spec.runtime)
-            .cloned()
-            .unwrap_or_else(|| format!("public.ecr.aws/sam/build-{}", spec.runtime));
-        let toolchain = match self.settings.mode {
-            BuildMode::Docker => {
+        let native = host_architecture() == Some(spec.architecture);
+        let route = match (&plan, self.settings.mode) {
+            (Plan::Node, BuildMode::Wheels) => {
+                return Err(BuildError::Unsupported(
+                    "--build-mode wheels installs Python dependencies only; Node apps need --build-mode docker".into(),
+                ))
+            }
+            (Plan::Node, BuildMode::Docker) if !native => {
                 let host = host_architecture();
-                if host != Some(spec.architecture) {
-                    return Err(BuildError::Architecture {
-                        wanted: spec.architecture.as_str(),
-                        host: host.map_or("unknown", Architecture::as_str),
-                    });
-                }
-                format!("docker:{}", self.sandbox().await?.image_id(&image).await?)
+                return Err(BuildError::Architecture {
+                    wanted: spec.architecture.as_str(),
+                    host: host.map_or("unknown", Architecture::as_str),
+                });
             }
-            BuildMode::PipPlatform => {
-                if ecosystem != Ecosystem::Python {
-                    return Err(BuildError::Unsupported(
-                        "--build-mode pip-platform builds Python dependencies only; Node apps need --build-mode docker"
-                            .into(),
-                    ));
-                }
-                format!("pip-platform:{}", self.settings.host_python)
-            }
+            (_, BuildMode::Docker) if native => Route::Container(self.image(&spec.runtime)),
+            (Plan::Python(_), _) => Route::HostWheels,
+            (Plan::Node, _) => unreachable!("every Node case is matched above"),
         };
-        let key = cache_key(app, spec, ecosystem, &toolchain)?;
+        let (tool, from) = match &plan {
+            Plan::Python(p) => (self.python_tool(p.origin)?, p.origin.as_str()),
+            Plan::Node => (Tool::Npm, "package-lock.json"),
+        };
+        let toolchain = match &route {
+            Route::Container(image) => format!("docker:{}", self.sandbox().await?.image_id(image).await?),
+            Route::HostWheels => format!("wheels:{}", self.settings.host_python),
+        };
+        let installer = match tool {
+            Tool::Uv => self.uv_version.clone().unwrap_or_default(),
+            other => other.as_str().to_owned(),
+        };
+        let key = cache_key(app, spec, &plan, &toolchain, &installer)?;
         if let Some((zip, hit)) = self.cache.get(&key).await {
             tracing::info!(?hit, key = %&key[..12], "Dependencies from cache.");
             return Ok(Some(Deps {
                 zip,
                 hit: Some(hit),
                 log_tail: String::new(),
+                from,
+                installer: tool.as_str(),
             }));
         }
 
         let out = work.join("deps");
         std::fs::create_dir(&out).map_err(BuildError::Io)?;
-        let log_tail = match self.settings.mode {
-            BuildMode::Docker => self.build_in_container(app, &out, &image, ecosystem).await?,
-            BuildMode::PipPlatform => self.build_with_pip_platform(app, &out, spec).await?,
+        let inputs = work.join("inputs");
+        std::fs::create_dir(&inputs).map_err(BuildError::Io)?;
+        if let Plan::Python(p) = &plan {
+            for (name, content) in &p.overlay {
+                let path = inputs.join(name);
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(BuildError::Io)?;
+                }
+                std::fs::write(path, content).map_err(BuildError::Io)?;
+            }
+        }
+        let log_tail = match (&route, &plan) {
+            (Route::Container(image), _) => {
+                self.build_in_container(app, &inputs, &out, image, &plan, tool, spec)
+                    .await?
+            }
+            (Route::HostWheels, Plan::Python(p)) => self.build_wheels(app, &inputs, &out, work, p, tool, spec).await?,
+            (Route::HostWheels, Plan::Node) => unreachable!("Node never installs wheels"),
         };
         let zip = work.join("deps.zip");
         let (out_c, zip_c) = (out.clone(), zip.clone());
@@ -207,104 +343,265 @@ impl Builder {
             zip,
             hit: None,
             log_tail,
+            from,
+            installer: tool.as_str(),
         }))
     }
 
+    fn image(&self, runtime: &str) -> String {
+        self.settings
+            .images
+            .get(runtime)
+            .cloned()
+            .unwrap_or_else(|| format!("public.ecr.aws/sam/build-{runtime}"))
+    }
+
+    /// What the app asks to have installed, if anything.
+    fn plan(&self, app: &Path, spec: &FunctionSpec, work: &Path) -> Result<Option<Plan>, BuildError> {
+        if spec.runtime.starts_with("python") {
+            let uv = self.uv_version.as_ref().and(self.settings.uv.as_deref());
+            return Ok(source::python(app, uv, work)?.map(Plan::Python));
+        }
+        if spec.runtime.starts_with("nodejs") && app.join("package.json").is_file() {
+            let text = std::fs::read_to_string(app.join("package.json")).map_err(BuildError::Io)?;
+            let manifest: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| BuildError::Unsupported(format!("package.json is not valid JSON: {e}")))?;
+            let has_deps = manifest
+                .get("dependencies")
+                .and_then(|d| d.as_object())
+                .is_some_and(|d| !d.is_empty());
+            if !has_deps {
+                return Ok(None);
+            }
+            if !app.join("package-lock.json").is_file() {
+                return Err(BuildError::NoLockFile);
+            }
+            return Ok(Some(Plan::Node));
+        }
+        Ok(None)
+    }
+
+    #[allow(clippy::too_many_arguments)]
     async fn build_in_container(
         &self,
         app: &Path,
+        inputs: &Path,
         out: &Path,
         image: &str,
-        ecosystem: Ecosystem,
+        plan: &Plan,
+        tool: Tool,
+        spec: &FunctionSpec,
     ) -> Result<String, BuildError> {
         let sandbox = self.sandbox().await?;
-        // The source mount is read-only, and pip builds local packages in place, so the build
-        // works on a copy in the container's /tmp. Nothing from the upload reaches a shell:
-        // the script is constant.
-        // Offline, pip cannot fetch build backends into an isolated environment: it builds
-        // with the image's own setuptools and looks at no index.
+        // The source mount is read-only, and installers build local packages in place, so the
+        // build works on a copy in the container's /tmp, with the generated or re-encoded
+        // requirements from /in laid over it. Nothing from the upload reaches a shell: the
+        // scripts are constant, and what varies comes in through environment variables.
+        // Offline, no build backend can be fetched into an isolated environment: local
+        // packages build with the image's own setuptools, and no index is consulted.
         let offline = self.settings.limits.network == "none";
-        let script = match (ecosystem, offline) {
-            (Ecosystem::Python, false) => "cp -R /src /tmp/src && cd /tmp/src && exec python3 -m pip install --no-input --no-compile --target /out -r requirements.txt",
-            (Ecosystem::Python, true) => "cp -R /src /tmp/src && cd /tmp/src && exec python3 -m pip install --no-input --no-compile --no-index --no-build-isolation --target /out -r requirements.txt",
+        let prepare = "cp -R /src /tmp/src && cp -R /in/. /tmp/src/ && cd /tmp/src && exec";
+        let script = match (tool, offline) {
+            (Tool::Uv, false) => format!("{prepare} {UV_IN_CONTAINER} pip install --no-config --no-progress --link-mode copy --python python3 --python-platform \"$AL_UV_PLATFORM\" --python-version \"$AL_PYTHON_VERSION\" --target /out -r \"$AL_REQUIREMENTS\""),
+            (Tool::Uv, true) => format!("{prepare} {UV_IN_CONTAINER} pip install --no-config --no-progress --link-mode copy --offline --no-index --no-build-isolation --python python3 --python-platform \"$AL_UV_PLATFORM\" --python-version \"$AL_PYTHON_VERSION\" --target /out -r \"$AL_REQUIREMENTS\""),
+            (Tool::Pip, false) => format!("{prepare} python3 -m pip install --no-input --no-compile --target /out -r \"$AL_REQUIREMENTS\""),
+            (Tool::Pip, true) => format!("{prepare} python3 -m pip install --no-input --no-compile --no-index --no-build-isolation --target /out -r \"$AL_REQUIREMENTS\""),
             // `cp -L`: `file:` dependencies are symlinks in node_modules; the package needs the files.
-            (Ecosystem::Node, _) => "cp -R /src /tmp/src && cd /tmp/src && npm ci --omit=dev --no-audit --no-fund && cp -RL node_modules /out/",
+            (Tool::Npm, _) => "cp -R /src /tmp/src && cd /tmp/src && npm ci --omit=dev --no-audit --no-fund && cp -RL node_modules /out/".to_owned(),
         };
+        let mut env = vec![];
+        let mut mounts = vec![(inputs.to_owned(), "/in".to_owned())];
+        if let Plan::Python(p) = plan {
+            env.push(format!("AL_REQUIREMENTS={}", p.requirements));
+            env.push(format!("AL_UV_PLATFORM={}", uv_platform(spec)));
+            env.push(format!("AL_PYTHON_VERSION={}", python_version(spec)));
+            env.push("UV_CACHE_DIR=/tmp/uv-cache".to_owned());
+            env.push("UV_PYTHON_DOWNLOADS=never".to_owned());
+        }
+        if tool == Tool::Uv {
+            if let Some(uv) = &self.settings.uv {
+                mounts.push((uv.clone(), UV_IN_CONTAINER.to_owned()));
+            }
+        }
         let step = Step {
             image,
-            cmd: vec!["sh".into(), "-c".into(), script.into()],
-            env: vec![],
+            cmd: vec!["sh".into(), "-c".into(), script],
+            env,
             src: app,
             out,
             out_read_only: false,
             network: None,
+            mounts,
         };
-        Ok(sandbox.run(step).await?)
+        let log = sandbox.run(step).await?;
+        Ok(log)
     }
 
-    async fn build_with_pip_platform(&self, app: &Path, out: &Path, spec: &FunctionSpec) -> Result<String, BuildError> {
-        let version = spec.runtime.trim_start_matches("python");
-        let arch = match spec.architecture {
-            Architecture::X86_64 => "x86_64",
-            Architecture::Arm64 => "aarch64",
-        };
-        let platform = format!("manylinux_{}_{arch}", glibc_of(&spec.runtime));
+    /// Wheels only, on the worker: nothing is compiled, so nothing of the target
+    /// architecture has to run here.
+    #[allow(clippy::too_many_arguments)]
+    async fn build_wheels(
+        &self,
+        app: &Path,
+        inputs: &Path,
+        out: &Path,
+        work: &Path,
+        plan: &source::Plan,
+        tool: Tool,
+        spec: &FunctionSpec,
+    ) -> Result<String, BuildError> {
+        // A copy of the app with the requirements laid over it, as in a container.
+        let tree = work.join("src");
+        copy_tree(app, &tree).map_err(BuildError::Io)?;
+        copy_tree(inputs, &tree).map_err(BuildError::Io)?;
         let python = &self.settings.host_python;
-        let mut cmd = tokio::process::Command::new(python);
-        cmd.args([
-            "-m",
-            "pip",
-            "install",
-            "--no-input",
-            "--no-compile",
-            "--disable-pip-version-check",
-        ])
-        .args([
-            "--platform",
-            &platform,
-            "--only-binary=:all:",
-            "--implementation",
-            "cp",
-            "--python-version",
-            version,
-        ])
-        .arg("--target")
-        .arg(out)
-        .args(["-r", "requirements.txt"])
-        .current_dir(app)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
-        let timeout = self.settings.limits.timeout;
-        let output = match tokio::time::timeout(timeout, cmd.output()).await {
-            Err(_) => return Err(BuildError::PipTimedOut(timeout)),
-            Ok(Err(source)) => {
-                return Err(BuildError::PipSpawn {
-                    python: python.clone(),
-                    source,
+        let version = python_version(spec);
+        let (program, mut cmd) = match tool {
+            Tool::Uv => {
+                let uv = self.settings.uv.clone().unwrap_or_default();
+                let mut cmd = tokio::process::Command::new(&uv);
+                cmd.args(["pip", "install", "--no-config", "--no-progress", "--link-mode", "copy"])
+                    .args(["--python", python])
+                    .args(["--python-platform", &uv_platform(spec)])
+                    .args(["--python-version", &version])
+                    .args(["--only-binary", ":all:"])
+                    .env("UV_CACHE_DIR", work.join("uv-cache"))
+                    .env("UV_PYTHON_DOWNLOADS", "never")
+                    .env_remove("VIRTUAL_ENV");
+                (uv.display().to_string(), cmd)
+            }
+            _ => {
+                let mut cmd = tokio::process::Command::new(python);
+                cmd.args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--no-input",
+                    "--no-compile",
+                    "--disable-pip-version-check",
+                ])
+                .args(["--platform", &pip_platform(spec)])
+                .args(["--only-binary=:all:", "--implementation", "cp"])
+                .args(["--python-version", &version]);
+                (python.clone(), cmd)
+            }
+        };
+        cmd.arg("--target")
+            .arg(out)
+            .args(["-r", &plan.requirements])
+            .current_dir(&tree)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        let limit = self.settings.limits.timeout;
+        let output = match tokio::time::timeout(limit, cmd.output()).await {
+            Err(_) => {
+                return Err(BuildError::InstallTimedOut {
+                    tool: tool.as_str(),
+                    limit,
                 })
             }
+            Ok(Err(source)) => return Err(BuildError::Spawn { program, source }),
             Ok(Ok(output)) => output,
         };
         let mut log = String::from_utf8_lossy(&output.stdout).into_owned();
         log.push_str(&String::from_utf8_lossy(&output.stderr));
         let log_tail = tail(&log, 16 * 1024);
         if output.status.success() {
-            Ok(log_tail)
-        } else {
-            Err(BuildError::Pip {
+            return Ok(log_tail);
+        }
+        match missing_wheel(&log, plan) {
+            Some(requirement) => Err(BuildError::NoWheel {
+                requirement,
+                platform: uv_platform(spec),
+                python: version,
+                arch: spec.architecture.as_str(),
+                log_tail,
+            }),
+            None => Err(BuildError::Install {
+                tool: tool.as_str(),
                 code: output.status.code().unwrap_or(-1),
                 log_tail,
-            })
+            }),
         }
     }
 }
 
-/// Lambda's glibc: Amazon Linux 2 (2.26) up to python3.11, Amazon Linux 2023 (2.34) after.
-fn glibc_of(runtime: &str) -> &'static str {
-    match runtime {
-        "python3.9" | "python3.10" | "python3.11" => "2_26",
-        _ => "2_34",
+/// The requirement an installer could find no wheel for, from its output: uv says "Wheels are
+/// required for `X`", "Because X==1 has no usable wheels" or, for a local source tree,
+/// "Building source distributions is disabled"; pip says "No matching distribution found for X".
+fn missing_wheel(log: &str, plan: &source::Plan) -> Option<String> {
+    if let Some(rest) = log.split("Wheels are required for `").nth(1) {
+        return rest.split('`').next().map(str::to_owned);
     }
+    if let Some(rest) = log.split("Because ").nth(1) {
+        if rest.contains("has no usable wheels") || rest.contains("no wheels with a matching") {
+            return rest
+                .split_whitespace()
+                .next()
+                .map(|r| r.trim_end_matches(',').to_owned());
+        }
+    }
+    if log.contains("Building source distributions is disabled") {
+        let local: Vec<String> = plan.local_paths.iter().map(|p| format!("./{}", p.display())).collect();
+        return Some(if local.is_empty() {
+            "a source-only requirement".to_owned()
+        } else {
+            local.join("`, `")
+        });
+    }
+    if let Some(rest) = log.split("No matching distribution found for ").nth(1) {
+        return rest.split_whitespace().next().map(str::to_owned);
+    }
+    None
+}
+
+/// Copies the tree at `from` into `to` (created if needed), symlinks as symlinks.
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    for entry in walkdir::WalkDir::new(from).follow_links(false) {
+        let entry = entry.map_err(std::io::Error::other)?;
+        let rel = entry.path().strip_prefix(from).map_err(std::io::Error::other)?;
+        let dest = to.join(rel);
+        let kind = entry.file_type();
+        if kind.is_dir() {
+            std::fs::create_dir_all(&dest)?;
+        } else if kind.is_symlink() {
+            let _ = std::fs::remove_file(&dest);
+            std::os::unix::fs::symlink(std::fs::read_link(entry.path())?, &dest)?;
+        } else {
+            std::fs::copy(entry.path(), &dest)?;
+        }
+    }
+    Ok(())
+}
+
+/// `python3.13` → `3.13`.
+fn python_version(spec: &FunctionSpec) -> String {
+    spec.runtime.trim_start_matches("python").to_owned()
+}
+
+fn arch_name(spec: &FunctionSpec) -> &'static str {
+    match spec.architecture {
+        Architecture::X86_64 => "x86_64",
+        Architecture::Arm64 => "aarch64",
+    }
+}
+
+/// uv's `--python-platform` for the runtime: `x86_64-manylinux_2_34` on Amazon Linux 2023;
+/// on Amazon Linux 2 (glibc 2.26) `…-manylinux_2_17`, the newest target uv offers at or
+/// below 2.26 (`uv pip install --help`: 2_17, then 2_28).
+fn uv_platform(spec: &FunctionSpec) -> String {
+    let tag = match crate::verify::runtime_glibc(&spec.runtime).0 {
+        (2, minor) if minor >= 34 => "manylinux_2_34",
+        _ => "manylinux_2_17",
+    };
+    format!("{}-{tag}", arch_name(spec))
+}
+
+/// pip's `--platform` for the runtime: `manylinux_2_26_x86_64` on Amazon Linux 2,
+/// `manylinux_2_34_…` on Amazon Linux 2023 (pip accepts every older manylinux tag too).
+fn pip_platform(spec: &FunctionSpec) -> String {
+    let ((major, minor), _) = crate::verify::runtime_glibc(&spec.runtime);
+    format!("manylinux_{major}_{minor}_{}", arch_name(spec))
 }
 
 /// The architecture of this worker, as Lambda names it; `None` on any other CPU.
@@ -316,54 +613,40 @@ pub fn host_architecture() -> Option<Architecture> {
     }
 }
 
-/// What the app asks to have built, if anything.
-fn ecosystem(app: &Path, spec: &FunctionSpec) -> Result<Option<Ecosystem>, BuildError> {
-    if spec.runtime.starts_with("python") && app.join("requirements.txt").is_file() {
-        let text = std::fs::read_to_string(app.join("requirements.txt")).map_err(BuildError::Io)?;
-        let any = text
-            .lines()
-            .map(str::trim)
-            .any(|l| !l.is_empty() && !l.starts_with('#'));
-        return Ok(any.then_some(Ecosystem::Python));
-    }
-    if spec.runtime.starts_with("nodejs") && app.join("package.json").is_file() {
-        let text = std::fs::read_to_string(app.join("package.json")).map_err(BuildError::Io)?;
-        let manifest: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| BuildError::Unsupported(format!("package.json is not valid JSON: {e}")))?;
-        let has_deps = manifest
-            .get("dependencies")
-            .and_then(|d| d.as_object())
-            .is_some_and(|d| !d.is_empty());
-        if !has_deps {
-            return Ok(None);
-        }
-        if !app.join("package-lock.json").is_file() {
-            return Err(BuildError::NoLockFile);
-        }
-        return Ok(Some(Ecosystem::Node));
-    }
-    Ok(None)
-}
-
 /// Everything that determines the built tree: runtime, architecture, toolchain (image id or
-/// pip-platform), and the dependency files. A requirement that points into the app
-/// (`./vendor/pkg`, `-e .`, `file:…`) adds the files under that path, so a code-only change
-/// keeps hitting the cache while a change to a vendored package does not.
-fn cache_key(app: &Path, spec: &FunctionSpec, ecosystem: Ecosystem, toolchain: &str) -> Result<String, BuildError> {
-    let files: &[&str] = match ecosystem {
-        Ecosystem::Python => &["requirements.txt"],
-        Ecosystem::Node => &["package.json", "package-lock.json"],
-    };
+/// the worker's Python), the installer and its version, the platform tag, and the dependency
+/// files as read. A requirement that points into the app (`./vendor/pkg`, `file:…`) adds the
+/// files under that path, so a code-only change keeps hitting the cache while a change to a
+/// vendored package does not.
+fn cache_key(
+    app: &Path,
+    spec: &FunctionSpec,
+    plan: &Plan,
+    toolchain: &str,
+    installer: &str,
+) -> Result<String, BuildError> {
     let mut key = KeyBuilder::default()
-        .part("auto-lambda-deps-v1")
+        .part("auto-lambda-deps-v2")
         .part(&spec.runtime)
         .part(spec.architecture.as_str())
-        .part(toolchain);
+        .part(toolchain)
+        .part(installer);
     let mut local_paths = Vec::new();
-    for f in files {
-        let bytes = std::fs::read(app.join(f)).map_err(BuildError::Io)?;
-        local_paths.extend(local_requirements(&String::from_utf8_lossy(&bytes)));
-        key = key.part(f).part(&bytes);
+    match plan {
+        Plan::Python(p) => {
+            key = key.part(p.origin.as_str()).part(uv_platform(spec));
+            for (name, bytes) in &p.inputs {
+                key = key.part(name).part(bytes);
+            }
+            local_paths.extend(p.local_paths.iter().cloned());
+        }
+        Plan::Node => {
+            for f in ["package.json", "package-lock.json"] {
+                let bytes = std::fs::read(app.join(f)).map_err(BuildError::Io)?;
+                local_paths.extend(local_requirements(&String::from_utf8_lossy(&bytes)));
+                key = key.part(f).part(&bytes);
+            }
+        }
     }
     local_paths.sort();
     local_paths.dedup();
@@ -389,9 +672,8 @@ fn cache_key(app: &Path, spec: &FunctionSpec, ecosystem: Ecosystem, toolchain: &
     Ok(key.finish())
 }
 
-/// Paths inside the app that requirement lines point at: `./pkg`, `-e ./pkg`, `.`,
-/// `name @ file:./pkg`, `file:pkg` (npm). `..` and absolute paths cannot be inside the app
-/// and are left to the build to refuse.
+/// Paths inside the app that npm `file:` dependencies point at. `..` and absolute paths
+/// cannot be inside the app and are left to the build to refuse.
 fn local_requirements(text: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for line in text.lines() {
@@ -422,33 +704,13 @@ mod tests {
     use super::*;
     use crate::manifest;
 
-    fn spec(dir: &Path) -> FunctionSpec {
-        manifest::resolve(
-            manifest::Manifest::default(),
-            dir,
-            "f",
-            "",
-            &manifest::Defaults::default(),
-        )
-        .unwrap()
+    fn spec(dir: &Path, toml: &str) -> FunctionSpec {
+        let m = manifest::parse(toml).unwrap();
+        manifest::resolve(m, dir, "f", "", &manifest::Defaults::default()).unwrap()
     }
 
-    #[test]
-    fn ecosystem_detection() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("app.py"), "").unwrap();
-        assert_eq!(ecosystem(dir.path(), &spec(dir.path())).unwrap(), None);
-        std::fs::write(dir.path().join("requirements.txt"), "# nothing\n\n").unwrap();
-        assert_eq!(
-            ecosystem(dir.path(), &spec(dir.path())).unwrap(),
-            None,
-            "only comments: nothing to build"
-        );
-        std::fs::write(dir.path().join("requirements.txt"), "six==1.16.0\n").unwrap();
-        assert_eq!(
-            ecosystem(dir.path(), &spec(dir.path())).unwrap(),
-            Some(Ecosystem::Python)
-        );
+    fn python_plan(dir: &Path) -> Plan {
+        Plan::Python(source::python(dir, None, dir).unwrap().unwrap())
     }
 
     #[test]
@@ -460,8 +722,26 @@ mod tests {
             r#"{"dependencies": {"left-pad": "1.3.0"}}"#,
         )
         .unwrap();
+        let settings = Settings {
+            mode: BuildMode::Docker,
+            images: BTreeMap::new(),
+            limits: container::Limits {
+                memory_bytes: 1 << 30,
+                nano_cpus: 1,
+                pids: 16,
+                timeout: Duration::from_secs(1),
+                network: "none".into(),
+                ca_bundle: None,
+            },
+            host_python: "python3".into(),
+            installer: PythonInstaller::Auto,
+            uv: None,
+        };
+        let cache = Cache::new(dir.path().join("cache"), 1 << 20, None).unwrap();
+        let builder = Builder::new(settings.clone(), cache, Arc::new(Engine::new(settings.limits.clone())));
+        let s = spec(dir.path(), "runtime = \"nodejs20.x\"");
         assert!(matches!(
-            ecosystem(dir.path(), &spec(dir.path())),
+            builder.plan(dir.path(), &s, dir.path()),
             Err(BuildError::NoLockFile)
         ));
     }
@@ -471,55 +751,73 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("app.py"), "v1").unwrap();
         std::fs::write(dir.path().join("requirements.txt"), "six==1.16.0\n").unwrap();
-        let s = spec(dir.path());
-        let k1 = cache_key(dir.path(), &s, Ecosystem::Python, "docker:sha256:1").unwrap();
+        let s = spec(dir.path(), "");
+        let key = |toolchain: &str, installer: &str| {
+            cache_key(dir.path(), &s, &python_plan(dir.path()), toolchain, installer).unwrap()
+        };
+        let k1 = key("docker:sha256:1", "uv 0.13.9");
         std::fs::write(dir.path().join("app.py"), "v2").unwrap();
-        assert_eq!(
-            k1,
-            cache_key(dir.path(), &s, Ecosystem::Python, "docker:sha256:1").unwrap(),
-            "code changes keep the key"
-        );
+        assert_eq!(k1, key("docker:sha256:1", "uv 0.13.9"), "code changes keep the key");
+        assert_ne!(k1, key("docker:sha256:2", "uv 0.13.9"), "a new image changes it");
+        assert_ne!(k1, key("docker:sha256:1", "pip"), "so does the installer");
+        let arm = spec(dir.path(), "architecture = \"arm64\"");
         assert_ne!(
             k1,
-            cache_key(dir.path(), &s, Ecosystem::Python, "docker:sha256:2").unwrap(),
-            "a new image changes it"
+            cache_key(
+                dir.path(),
+                &arm,
+                &python_plan(dir.path()),
+                "docker:sha256:1",
+                "uv 0.13.9"
+            )
+            .unwrap(),
+            "and the architecture"
         );
         std::fs::create_dir_all(dir.path().join("vendor/pkg")).unwrap();
         std::fs::write(dir.path().join("vendor/pkg/setup.py"), "a").unwrap();
         std::fs::write(dir.path().join("requirements.txt"), "./vendor/pkg\n").unwrap();
-        let k2 = cache_key(dir.path(), &s, Ecosystem::Python, "docker:sha256:1").unwrap();
+        let k2 = key("docker:sha256:1", "uv");
         std::fs::write(dir.path().join("app.py"), "v3").unwrap();
-        assert_eq!(
-            k2,
-            cache_key(dir.path(), &s, Ecosystem::Python, "docker:sha256:1").unwrap(),
-            "app code is not part of it"
-        );
+        assert_eq!(k2, key("docker:sha256:1", "uv"), "app code is not part of it");
         std::fs::write(dir.path().join("vendor/pkg/setup.py"), "b").unwrap();
-        assert_ne!(
-            k2,
-            cache_key(dir.path(), &s, Ecosystem::Python, "docker:sha256:1").unwrap(),
-            "the vendored package is"
-        );
+        assert_ne!(k2, key("docker:sha256:1", "uv"), "the vendored package is");
     }
 
     #[test]
     fn local_requirement_paths() {
-        let got = local_requirements(
-            "six==1.16\n./vendor/a\n-e .\nb @ file:./vendor/b\n../escape\n/abs\nc[extra] @ https://x/y.whl\n",
-        );
-        assert_eq!(
-            got,
-            [
-                PathBuf::from("./vendor/a"),
-                PathBuf::from("."),
-                PathBuf::from("./vendor/b")
-            ]
-        );
+        let got = local_requirements("\"greet\": \"file:vendor/greet\", \"x\": \"file:../escape\"\n");
+        assert_eq!(got, [PathBuf::from("vendor/greet")]);
     }
 
     #[test]
-    fn glibc_per_runtime() {
-        assert_eq!(glibc_of("python3.11"), "2_26");
-        assert_eq!(glibc_of("python3.12"), "2_34");
+    fn platform_tags_come_from_the_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let al2 = spec(dir.path(), "runtime = \"python3.11\"");
+        assert_eq!(uv_platform(&al2), "x86_64-manylinux_2_17");
+        assert_eq!(pip_platform(&al2), "manylinux_2_26_x86_64");
+        let al2023 = spec(dir.path(), "runtime = \"python3.13\"\narchitecture = \"arm64\"");
+        assert_eq!(uv_platform(&al2023), "aarch64-manylinux_2_34");
+        assert_eq!(pip_platform(&al2023), "manylinux_2_34_aarch64");
+    }
+
+    #[test]
+    fn missing_wheels_are_named() {
+        let plan = source::Plan {
+            origin: Origin::Requirements,
+            overlay: vec![],
+            requirements: "requirements.txt".into(),
+            inputs: vec![],
+            local_paths: vec![PathBuf::from("vendor/fastsum")],
+        };
+        let uv = "error: No solution found\n  cause: Because psycopg2==2.9.10 has no usable wheels and you require psycopg2==2.9.10, we can conclude\nhint: Wheels are required for `psycopg2` because building from source is disabled";
+        assert_eq!(missing_wheel(uv, &plan).as_deref(), Some("psycopg2"));
+        assert_eq!(
+            missing_wheel("error: Building source distributions is disabled", &plan).as_deref(),
+            Some("./vendor/fastsum")
+        );
+        assert_eq!(
+            missing_wheel("ERROR: No matching distribution found for numpy==9.9\n", &plan).as_deref(),
+            Some("numpy==9.9")
+        );
     }
 }

@@ -283,6 +283,8 @@ pub fn worker_command(stack: &Stack) -> Command {
             format!("python3.13={PYTHON_IMAGE},python3.11={PYTHON311_IMAGE},nodejs20.x={NODE_IMAGE}"),
         )
         .env("AUTO_LAMBDA_DEFAULT_PYTHON_RUNTIME", "python3.13")
+        // uv, as dev/setup.sh installs it (pinned in ami/files/uv-version).
+        .env("AUTO_LAMBDA_UV_BINARY", venv_bin("uv"))
         .env("AUTO_LAMBDA_DEFAULT_NODE_RUNTIME", "nodejs20.x")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null());
