@@ -44,11 +44,10 @@ async fn native_extension_is_compiled_imported_and_cached() {
     let cold = aws.wait_report(&stack, key, &id, T).await;
     assert_eq!(cold["outcome"], "deployed", "{cold:#}");
     assert_eq!(cold["dependencies"], "built");
+    assert_eq!(cold["dependencies_from"], "requirements.txt");
+    assert_eq!(cold["installer"], "uv");
     assert!(
-        cold["build_log_tail"]
-            .as_str()
-            .unwrap()
-            .contains("Successfully installed fastsum"),
+        cold["build_log_tail"].as_str().unwrap().contains("+ fastsum==1.0.0"),
         "{cold:#}"
     );
     let deps = cached_deps(cache.path());
@@ -331,7 +330,13 @@ async fn build_container_is_locked_down() {
     let binds = hc.binds.unwrap_or_default();
     assert!(binds.iter().any(|b| b.ends_with(":/src:ro")), "{binds:?}");
     assert!(binds.iter().any(|b| b.ends_with(":/out:rw")), "{binds:?}");
-    assert_eq!(binds.len(), 2, "nothing else from the host is mounted: {binds:?}");
+    // Besides: the generated requirements and the uv binary, both read-only.
+    assert!(binds.iter().any(|b| b.ends_with(":/in:ro")), "{binds:?}");
+    assert!(
+        binds.iter().any(|b| b.ends_with(":/opt/auto-lambda/uv:ro")),
+        "{binds:?}"
+    );
+    assert_eq!(binds.len(), 4, "nothing else from the host is mounted: {binds:?}");
     assert!(hc.tmpfs.unwrap_or_default().contains_key("/tmp"));
 
     let r = aws.wait_report(&stack, "apps/inspected.zip", &id, T).await;

@@ -209,6 +209,36 @@ async fn lock_files_deploy_exactly_what_they_lock() {
     assert_eq!(r["outcome"], "failed", "{r:#}");
     assert!(r["error"].as_str().unwrap().contains("pyproject.toml: line"), "{r:#}");
 
+    // PEP 751: a pylock.toml (here the uv example's lock exported in that format).
+    let pylock = std::process::Command::new(venv_bin("uv"))
+        .args([
+            "export",
+            "--frozen",
+            "--no-dev",
+            "--no-emit-project",
+            "--format",
+            "pylock.toml",
+        ])
+        .current_dir(repo_root().join("examples/python-uv"))
+        .output()
+        .unwrap();
+    assert!(pylock.status.success(), "{}", String::from_utf8_lossy(&pylock.stderr));
+    let app: Vec<(&str, &[u8])> = vec![
+        (
+            "app.py",
+            b"import attrs
+def handler(e, c):
+    return attrs.__version__
+",
+        ),
+        ("pylock.toml", &pylock.stdout),
+    ];
+    let id = aws.upload(&stack, "apps/pylock.zip", zip_of(&app)).await;
+    let r = aws.wait_report(&stack, "apps/pylock.zip", &id, T).await;
+    assert_eq!(r["outcome"], "deployed", "{r:#}");
+    assert_eq!(r["dependencies_from"], "pylock.toml");
+    assert_eq!(r["checks"]["handler"], "app.handler callable", "{r:#}");
+
     // pyproject.toml with dependencies and no lock: resolved now, and said so.
     let app: Vec<(&str, &[u8])> = vec![
         ("app.py", b"import six\ndef handler(e, c):\n    return 1\n"),
