@@ -562,8 +562,10 @@ def bench_installers():
     os.makedirs(wheelhouse, exist_ok=True)
     if not any(f.endswith(".whl") for f in os.listdir(wheelhouse)):
         log("downloading the wheelhouse (manylinux_2_34 x86_64, CPython 3.13) once")
+        # pip does not widen one --platform to the older manylinux tags it implies: give each.
+        platforms = [a for m in range(34, 16, -1) for a in ("--platform", f"manylinux_2_{m}_x86_64")]
         subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
-                        "--platform", "manylinux_2_34_x86_64", "--python-version", "3.13",
+                        *platforms, "--platform", "manylinux2014_x86_64", "--python-version", "3.13",
                         "--implementation", "cp", "-d", wheelhouse, *INSTALL_SET], check=True)
     uv = os.path.join(ROOT, ".venv", "bin", "uv")
     scripts = {

@@ -652,31 +652,60 @@ pub fn runtime_glibc(runtime: &str) -> ((u32, u32), &'static str) {
 /// Audits every file of the package zip at `package` for `spec` (see the module docs) and,
 /// when `extract_to` is given, writes the package there as Lambda lays it out (directories
 /// 0755, files 0644 or 0755 as in the zip, symlinks as symlinks). Blocking.
+///
+/// Memory stays bounded by the largest object file: every entry is looked at through its
+/// first bytes, and only object files (and `bootstrap`) are read whole; the rest is streamed
+/// to disk, or, with nothing to extract, not inflated beyond those first bytes.
 pub fn audit(package: &Path, spec: &FunctionSpec, extract_to: Option<&Path>) -> Result<Audit, VerifyError> {
     let file = std::fs::File::open(package).map_err(VerifyError::Io)?;
     let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))?;
     let mut audit = Audit::default();
     let mut bootstrap_seen = false;
-    let mut buf = Vec::new();
     for i in 0..zip.len() {
         let mut entry = zip.by_index(i)?;
         let name = entry.name()?.into_owned();
         let mode = entry.unix_mode().unwrap_or(0o644);
         let is_symlink = entry.is_symlink();
-        buf.clear();
-        entry.read_to_end(&mut buf).map_err(VerifyError::Io)?;
-        drop(entry);
+        let is_dir = entry.is_dir();
+        let mut head = Vec::with_capacity(64);
+        (&mut entry).take(64).read_to_end(&mut head).map_err(VerifyError::Io)?;
+        let whole = is_symlink || name == "bootstrap" || object_magic(&head);
+        let data = if whole {
+            let mut data = head.clone();
+            entry.read_to_end(&mut data).map_err(VerifyError::Io)?;
+            Some(data)
+        } else {
+            None
+        };
         if let Some(root) = extract_to {
-            write_entry(root, &name, mode, is_symlink, &buf).map_err(VerifyError::Io)?;
+            let path = prepare_entry(root, &name).map_err(VerifyError::Io)?;
+            if is_dir {
+                // directories come with their files
+            } else if is_symlink {
+                let target = String::from_utf8_lossy(data.as_deref().unwrap_or_default()).into_owned();
+                std::os::unix::fs::symlink(target, &path).map_err(VerifyError::Io)?;
+            } else {
+                let mut out = std::fs::File::create(&path).map_err(VerifyError::Io)?;
+                match &data {
+                    Some(d) => std::io::Write::write_all(&mut out, d).map_err(VerifyError::Io)?,
+                    None => {
+                        std::io::Write::write_all(&mut out, &head).map_err(VerifyError::Io)?;
+                        std::io::copy(&mut entry, &mut out).map_err(VerifyError::Io)?;
+                    }
+                }
+                set_mode(&path, mode).map_err(VerifyError::Io)?;
+            }
         }
+        drop(entry);
+        let Some(data) = data else { continue };
         if name == "bootstrap" {
             bootstrap_seen = true;
             if spec.runtime.starts_with("provided") {
-                audit.bootstrap = Some(check_bootstrap(&buf, mode, is_symlink, spec)?);
+                audit.bootstrap = Some(check_bootstrap(&data, mode, is_symlink, spec)?);
             }
         }
         if !is_symlink {
-            audit_file(&name, &buf, spec, &mut audit)?;
+            audit_file(&name, &data, spec, &mut audit)?;
         }
     }
     if spec.runtime.starts_with("provided") && !bootstrap_seen {
@@ -688,14 +717,31 @@ pub fn audit(package: &Path, spec: &FunctionSpec, extract_to: Option<&Path>) -> 
     Ok(audit)
 }
 
-fn write_entry(root: &Path, name: &str, mode: u32, symlink: bool, data: &[u8]) -> std::io::Result<()> {
+/// Whether `head` starts like an object file this audit judges: ELF, Mach-O (thin or fat) or
+/// an MZ (PE) header.
+fn object_magic(head: &[u8]) -> bool {
+    let magic = head.get(..4).unwrap_or_default();
+    magic == b"\x7fELF"
+        || matches!(
+            magic,
+            [0xfe, 0xed, 0xfa, 0xce | 0xcf] | [0xce | 0xcf, 0xfa, 0xed, 0xfe] | [0xca, 0xfe, 0xba, 0xbe]
+        )
+        || magic.starts_with(b"MZ")
+}
+
+/// Creates the directories above entry `name` under `root` (0755) and returns its path.
+fn prepare_entry(root: &Path, name: &str) -> std::io::Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     // The packager writes only relative names without `..`; refuse anything else all the same.
     if name.starts_with('/') || name.split('/').any(|c| c == "..") {
         return Err(std::io::Error::other(format!("unsafe entry name `{name}`")));
     }
-    let path = root.join(name);
-    let mut dir = path.parent().unwrap_or(root).to_owned();
+    let path = root.join(name.trim_end_matches('/'));
+    let mut dir = if name.ends_with('/') {
+        path.clone()
+    } else {
+        path.parent().unwrap_or(root).to_owned()
+    };
     let mut made = Vec::new();
     while !dir.exists() && dir.starts_with(root) {
         made.push(dir.clone());
@@ -705,29 +751,21 @@ fn write_entry(root: &Path, name: &str, mode: u32, symlink: bool, data: &[u8]) -
         std::fs::create_dir(&d)?;
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755))?;
     }
-    if name.ends_with('/') {
-        return Ok(());
-    }
-    if symlink {
-        let target = String::from_utf8_lossy(data).into_owned();
-        return std::os::unix::fs::symlink(target, &path);
-    }
-    std::fs::write(&path, data)?;
+    Ok(path)
+}
+
+/// 0755 if the zip says executable, 0644 otherwise: readable by the unprivileged checker.
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     let mode = if mode & 0o111 != 0 { 0o755 } else { 0o644 };
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 
 /// Audits one file's bytes; files that are not object files pass untouched.
 fn audit_file(name: &str, data: &[u8], spec: &FunctionSpec, audit: &mut Audit) -> Result<(), VerifyError> {
     let loadable = [".so", ".node", ".pyd"].iter().any(|e| name.ends_with(e)) || name.contains(".so.");
     let magic = data.get(..4).unwrap_or_default();
-    let candidate = magic == b"\x7fELF"
-        || matches!(
-            magic,
-            [0xfe, 0xed, 0xfa, 0xce | 0xcf] | [0xce | 0xcf, 0xfa, 0xed, 0xfe] | [0xca, 0xfe, 0xba, 0xbe]
-        )
-        || magic.starts_with(b"MZ");
-    if !candidate {
+    if !object_magic(data) {
         return Ok(());
     }
     let kind = match FileKind::parse(data) {

@@ -423,6 +423,46 @@ async fn pip_platform_mode_fetches_manylinux_wheels_without_docker() {
         "arm64",
         "arm64 built on an x86_64 host"
     );
+    assert_eq!(r["installer"], "uv", "{r:#}");
+    assert_eq!(
+        r["checks"]["import"], "skipped (no Docker in --build-mode wheels)",
+        "{r:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pip_finds_wheels_of_every_manylinux_tag_the_runtime_accepts() {
+    // pip does not widen one --platform to older manylinux tags: numpy's aarch64 wheels say
+    // manylinux_2_28, and a python3.13 (glibc 2.34) function must still get them.
+    let moto = Moto::start();
+    let stack = moto.bootstrap("pipwheels", false);
+    let aws = Aws::new(&stack.endpoint).await;
+    let cache = tempfile::tempdir().unwrap();
+    let python = venv_bin("python");
+    let mut cmd = worker_command(&stack);
+    cmd.env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
+    let args = [
+        "--build-mode",
+        "wheels",
+        "--python-installer",
+        "pip",
+        "--build-python",
+        python.to_str().unwrap(),
+        "--cache-dir",
+        cache.path().to_str().unwrap(),
+    ];
+    let _worker = Worker::spawn_with(&mut cmd, &args);
+    let files: Vec<(&str, &[u8])> = vec![
+        ("app.py", b"import numpy\ndef handler(e, c):\n    return 1\n"),
+        ("requirements.txt", b"numpy==2.2.6\n"),
+        ("lambda.toml", b"runtime = \"python3.13\"\narchitecture = \"arm64\"\n"),
+    ];
+    let id = aws.upload(&stack, "apps/pipnumpy.zip", zip_of(&files)).await;
+    let r = aws.wait_report(&stack, "apps/pipnumpy.zip", &id, T).await;
+    assert_eq!(r["outcome"], "deployed", "{r:#}");
+    assert_eq!(r["installer"], "pip");
+    let elf = r["checks"]["elf"].as_str().unwrap();
+    assert!(elf.contains("aarch64") && elf.contains("cpython-313"), "{r:#}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -479,10 +479,12 @@ impl Builder {
                     "--no-input",
                     "--no-compile",
                     "--disable-pip-version-check",
-                ])
-                .args(["--platform", &pip_platform(spec)])
-                .args(["--only-binary=:all:", "--implementation", "cp"])
-                .args(["--python-version", &version]);
+                ]);
+                for tag in pip_platforms(spec) {
+                    cmd.args(["--platform", &tag]);
+                }
+                cmd.args(["--only-binary=:all:", "--implementation", "cp"])
+                    .args(["--python-version", &version]);
                 (python.clone(), cmd)
             }
         };
@@ -597,11 +599,31 @@ fn uv_platform(spec: &FunctionSpec) -> String {
     format!("{}-{tag}", arch_name(spec))
 }
 
-/// pip's `--platform` for the runtime: `manylinux_2_26_x86_64` on Amazon Linux 2,
-/// `manylinux_2_34_…` on Amazon Linux 2023 (pip accepts every older manylinux tag too).
-fn pip_platform(spec: &FunctionSpec) -> String {
-    let ((major, minor), _) = crate::verify::runtime_glibc(&spec.runtime);
-    format!("manylinux_{major}_{minor}_{}", arch_name(spec))
+/// pip's `--platform` values for the runtime, newest first: every manylinux tag the runtime's
+/// glibc accepts (`manylinux_2_26_x86_64` … `manylinux_2_17_x86_64`, `manylinux2014_x86_64`,
+/// and on x86_64 the older `manylinux2010`/`manylinux1` aliases). pip does not widen one
+/// `--platform` to the older tags it implies (pip 23: `--platform manylinux_2_34_x86_64`
+/// finds no numpy, whose wheels say `manylinux_2_28`), so each is given.
+fn pip_platforms(spec: &FunctionSpec) -> Vec<String> {
+    let ((_, newest), _) = crate::verify::runtime_glibc(&spec.runtime);
+    let arch = arch_name(spec);
+    let mut tags: Vec<String> = (17..=newest)
+        .rev()
+        .map(|minor| format!("manylinux_2_{minor}_{arch}"))
+        .collect();
+    tags.push(format!("manylinux2014_{arch}"));
+    if spec.architecture == Architecture::X86_64 {
+        tags.extend(
+            [
+                "manylinux_2_12_x86_64",
+                "manylinux2010_x86_64",
+                "manylinux_2_5_x86_64",
+                "manylinux1_x86_64",
+            ]
+            .map(String::from),
+        );
+    }
+    tags
 }
 
 /// The architecture of this worker, as Lambda names it; `None` on any other CPU.
@@ -794,10 +816,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let al2 = spec(dir.path(), "runtime = \"python3.11\"");
         assert_eq!(uv_platform(&al2), "x86_64-manylinux_2_17");
-        assert_eq!(pip_platform(&al2), "manylinux_2_26_x86_64");
+        let pip = pip_platforms(&al2);
+        assert_eq!(pip[0], "manylinux_2_26_x86_64");
+        assert!(pip.contains(&"manylinux_2_17_x86_64".to_owned()) && pip.contains(&"manylinux2014_x86_64".to_owned()));
+        assert!(!pip.iter().any(|t| t.contains("2_27") || t.contains("2_28")), "{pip:?}");
         let al2023 = spec(dir.path(), "runtime = \"python3.13\"\narchitecture = \"arm64\"");
         assert_eq!(uv_platform(&al2023), "aarch64-manylinux_2_34");
-        assert_eq!(pip_platform(&al2023), "manylinux_2_34_aarch64");
+        let pip = pip_platforms(&al2023);
+        assert_eq!(pip[0], "manylinux_2_34_aarch64");
+        assert!(pip.contains(&"manylinux_2_28_aarch64".to_owned()), "{pip:?}");
     }
 
     #[test]
