@@ -405,6 +405,7 @@ async fn verifier_containers_end_with_their_worker() {
     );
     let pid = worker.child.id();
     assert!(containers_of(pid, "verifier") > 0);
+    assert_verifiers_locked_down(pid).await;
     worker.signal("TERM");
     assert_eq!(worker.wait_exit(Duration::from_secs(60)), Some(0), "{}", worker.log());
     assert_eq!(containers_of(pid, "verifier"), 0, "removed at shutdown");
@@ -424,4 +425,58 @@ async fn verifier_containers_end_with_their_worker() {
         containers_of(pid, "verifier") == 0
     })
     .await;
+}
+
+/// Every verifier of worker `pid`: runs as nobody (who owns none of the package's files), off
+/// the network, with a read-only root, no capabilities, no privilege escalation, limits, an
+/// init, and nothing from the host but the staging directory, read-only.
+async fn assert_verifiers_locked_down(pid: u32) {
+    use bollard::query_parameters::ListContainersOptions;
+    let docker = bollard::Docker::connect_with_local_defaults()
+        .unwrap()
+        .negotiate_version()
+        .await
+        .unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let filters = std::collections::HashMap::from([(
+        "label".to_owned(),
+        vec![
+            format!("auto-lambda.owner={}/{pid}", host.trim()),
+            "auto-lambda.role=verifier".to_owned(),
+        ],
+    )]);
+    let options = ListContainersOptions {
+        all: true,
+        filters: Some(filters),
+        ..Default::default()
+    };
+    let list = docker.list_containers(Some(options)).await.unwrap();
+    assert!(!list.is_empty());
+    for c in list {
+        let info = docker.inspect_container(c.id.as_deref().unwrap(), None).await.unwrap();
+        let config = info.config.unwrap();
+        let hc = info.host_config.unwrap();
+        assert_eq!(config.user.as_deref(), Some("65534:65534"));
+        assert_eq!(hc.network_mode.as_deref(), Some("none"));
+        assert_eq!(hc.readonly_rootfs, Some(true));
+        assert_eq!(hc.cap_drop.unwrap_or_default(), ["ALL"]);
+        assert!(hc
+            .security_opt
+            .unwrap_or_default()
+            .iter()
+            .any(|o| o.starts_with("no-new-privileges")));
+        assert_eq!(hc.pids_limit, Some(128));
+        assert!(hc.memory.unwrap_or(0) > 0);
+        assert_eq!(hc.init, Some(true));
+        assert_eq!(hc.privileged, Some(false));
+        let binds = hc.binds.unwrap_or_default();
+        assert_eq!(binds.len(), 1, "{binds:?}");
+        assert!(
+            binds[0].contains("auto-lambda-verify-") && binds[0].ends_with(":/pkgs:ro"),
+            "{binds:?}"
+        );
+    }
+    // The files it reads belong to the worker's user (the test's), not to nobody.
+    use std::os::unix::fs::MetadataExt;
+    assert_ne!(std::fs::metadata("/proc/self").unwrap().uid(), 65534);
 }
