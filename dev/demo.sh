@@ -58,10 +58,10 @@ pids+=($!)
 echo "worker pid ${pids[0]}, publisher pid ${pids[1]}; logs in .dev/demo/"
 
 step "Uploading examples/python-hello as apps/python-hello.zip"
-"$py" dev/upload.py --bucket "$bucket" --endpoint "$endpoint" examples/python-hello
+"$bin/auto-lambda" push --bucket "$bucket" --wait --timeout 60 examples/python-hello
 
 step "Uploading examples/python-native: a C extension compiled in the build container"
-"$py" dev/upload.py --bucket "$bucket" --endpoint "$endpoint" --timeout 180 examples/python-native
+"$bin/auto-lambda" push --bucket "$bucket" --wait --timeout 180 examples/python-native
 
 step "Backlog metrics the publisher put in CloudWatch"
 "$py" - "$endpoint" <<'PY'

@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Zip an app directory, upload it under apps/, and wait for the worker's status report.
+"""Zip an app directory the way a user's zip tool would, upload it under apps/, and wait for the
+worker's status report: the plain path (`aws s3 cp`) that infra/tests/verify_stack.py drives.
+Uploaders use the `auto-lambda` command instead (`auto-lambda push --wait DIR`).
 
     upload.py --endpoint URL --bucket B DIR [--name NAME] [--timeout 60]
 

@@ -14,6 +14,10 @@ pub struct AwsArgs {
     #[arg(long, env = "AWS_REGION")]
     pub region: Option<String>,
 
+    /// Named profile from the shared AWS config and credentials files.
+    #[arg(long, env = "AWS_PROFILE")]
+    pub profile: Option<String>,
+
     /// Send every AWS call to this endpoint instead of AWS, e.g. http://127.0.0.1:5000 for a
     /// local emulator. Leave unset on AWS.
     #[arg(long, env = "AWS_ENDPOINT_URL", value_parser = parse_endpoint)]
@@ -40,6 +44,9 @@ pub fn retry_config() -> RetryConfig {
 /// overrides in `args` applied.
 pub async fn load_sdk_config(args: &AwsArgs) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(retry_config());
+    if let Some(profile) = &args.profile {
+        loader = loader.profile_name(profile);
+    }
     if let Some(region) = &args.region {
         loader = loader.region(Region::new(region.clone()));
     }

@@ -13,6 +13,58 @@ use serde_json::Value;
 
 pub const REGION: &str = "us-east-1";
 
+/// The local python3.13 image (Debian trixie); made by dev/build-image.sh, which `make test` runs.
+pub const PYTHON_IMAGE: &str = "auto-lambda/build-python3.13:test";
+/// The local nodejs20.x image (Debian trixie).
+pub const NODE_IMAGE: &str = "auto-lambda/build-nodejs20.x:test";
+/// The local python3.11 image (Debian bookworm).
+pub const PYTHON311_IMAGE: &str = "auto-lambda/build-python3.11:test";
+
+/// The worker binary at `binary`, configured for `stack` on moto: fake credentials, the
+/// stack's queue and role, no scale-in protection (not on EC2), the local build images (each
+/// has its runtime's own interpreter) and the runtimes they stand for as the defaults, and uv
+/// as dev/setup.sh installs it (pinned in ami/files/uv-version).
+pub fn worker_command(binary: &Path, stack: &Stack) -> Command {
+    let mut cmd = Command::new(binary);
+    cmd.env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", REGION)
+        .env("AWS_ENDPOINT_URL", &stack.endpoint)
+        .env("AUTO_LAMBDA_QUEUE_URL", &stack.queue_url)
+        .env("AUTO_LAMBDA_ROLE_ARN", &stack.role_arn)
+        .env("AUTO_LAMBDA_SCALE_IN_PROTECTION", "off")
+        .env(
+            "AUTO_LAMBDA_BUILD_IMAGES",
+            format!("python3.13={PYTHON_IMAGE},python3.11={PYTHON311_IMAGE},nodejs20.x={NODE_IMAGE}"),
+        )
+        .env("AUTO_LAMBDA_DEFAULT_PYTHON_RUNTIME", "python3.13")
+        .env("AUTO_LAMBDA_DEFAULT_NODE_RUNTIME", "nodejs20.x")
+        .env("AUTO_LAMBDA_UV_BINARY", venv_bin("uv"))
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// A real shared object for this host (x86_64 here), compiled from the C source `c` by the
+/// host's gcc: fixtures for the native-file audit.
+pub fn compile_shared_object(c: &str) -> Vec<u8> {
+    let dir = std::env::temp_dir().join(format!("auto-lambda-so-{}-{}", std::process::id(), free_port()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (src, so) = (dir.join("m.c"), dir.join("m.so"));
+    std::fs::write(&src, c).unwrap();
+    let ok = Command::new("gcc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&so)
+        .arg(&src)
+        .status()
+        .expect("gcc runs")
+        .success();
+    assert!(ok, "gcc compiled the fixture");
+    let bytes = std::fs::read(&so).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    bytes
+}
+
 /// SDK configuration for moto at `endpoint`: fixed region and fake credentials.
 pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
     let creds = aws_sdk_cloudwatch::config::Credentials::new("testing", "testing", None, None, "test");

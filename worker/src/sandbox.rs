@@ -245,29 +245,17 @@ impl Sandbox {
             env: Some(env),
             user: Some(user),
             working_dir: Some("/tmp".to_owned()),
-            labels: Some(HashMap::from([
-                (OWNER_LABEL.to_owned(), self.owner.clone()),
-                (ROLE_LABEL.to_owned(), "build".to_owned()),
-            ])),
             host_config: Some(host),
             ..Default::default()
         };
-        let created = self
-            .docker
-            .create_container(None::<CreateContainerOptions>, body)
-            .await
-            .map_err(ContainerError::Run)?;
-        self.live
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(created.id.clone());
+        let id = self.create(body, "build").await?;
         // Removes the container however this function ends, cancellation included.
         let guard = RemoveOnDrop {
             docker: self.docker.clone(),
-            id: Some(created.id.clone()),
+            id: Some(id.clone()),
             live: self.live.clone(),
         };
-        let result = self.start_and_wait(&created.id).await;
+        let result = self.start_and_wait(&id).await;
         guard.remove().await;
         result
     }
@@ -351,13 +339,24 @@ impl Sandbox {
             env: Some(vec!["HOME=/tmp".to_owned()]),
             user: Some(UNPRIVILEGED.to_owned()),
             working_dir: Some("/tmp".to_owned()),
-            labels: Some(HashMap::from([
-                (OWNER_LABEL.to_owned(), self.owner.clone()),
-                (ROLE_LABEL.to_owned(), "verifier".to_owned()),
-            ])),
             host_config: Some(host),
             ..Default::default()
         };
+        let id = self.create(body, "verifier").await?;
+        if let Err(err) = self.docker.start_container(&id, None::<StartContainerOptions>).await {
+            self.remove(&id).await;
+            return Err(ContainerError::Run(err));
+        }
+        Ok(id)
+    }
+
+    /// Creates a container from `body` with this process's owner label and `role`, and
+    /// records it as live until removed. Returns its id.
+    async fn create(&self, mut body: ContainerCreateBody, role: &str) -> Result<String, ContainerError> {
+        body.labels = Some(HashMap::from([
+            (OWNER_LABEL.to_owned(), self.owner.clone()),
+            (ROLE_LABEL.to_owned(), role.to_owned()),
+        ]));
         let created = self
             .docker
             .create_container(None::<CreateContainerOptions>, body)
@@ -367,14 +366,6 @@ impl Sandbox {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(created.id.clone());
-        if let Err(err) = self
-            .docker
-            .start_container(&created.id, None::<StartContainerOptions>)
-            .await
-        {
-            self.remove(&created.id).await;
-            return Err(ContainerError::Run(err));
-        }
         Ok(created.id)
     }
 

@@ -210,11 +210,7 @@ impl Verifier {
     }
 
     fn image(&self, runtime: &str) -> String {
-        self.settings
-            .images
-            .get(runtime)
-            .cloned()
-            .unwrap_or_else(|| format!("public.ecr.aws/sam/build-{runtime}"))
+        crate::deps::build_image(&self.settings.images, runtime)
     }
 
     /// Starts the verifier container for `spec`'s runtime if needed and checks its
@@ -608,7 +604,8 @@ pub struct Audit {
 }
 
 impl Audit {
-    fn summary(&self, arch: Architecture) -> String {
+    /// In words, for the report's `elf` check: `3 files, x86_64, glibc ≤ 2.28, cpython-313`.
+    pub fn summary(&self, arch: Architecture) -> String {
         if self.elf_files == 0 {
             return "no native files".to_owned();
         }
@@ -767,6 +764,15 @@ fn audit_file(name: &str, data: &[u8], spec: &FunctionSpec, audit: &mut Audit) -
     let magic = data.get(..4).unwrap_or_default();
     if !object_magic(data) {
         return Ok(());
+    }
+    // A thin Mach-O magic belongs to nothing else: refused even when the file is too short
+    // or too damaged to parse.
+    if matches!(magic, [0xfe, 0xed, 0xfa, 0xce | 0xcf] | [0xce | 0xcf, 0xfa, 0xed, 0xfe]) {
+        return Err(VerifyError::ForeignBinary {
+            file: name.to_owned(),
+            format: "Mach-O (macOS)",
+            arch: spec.architecture.as_str(),
+        });
     }
     let kind = match FileKind::parse(data) {
         Ok(kind) => kind,
@@ -950,19 +956,9 @@ mod tests {
     /// A real shared object for this host, compiled by the host's gcc (glibc 2.36 here), that
     /// calls `pthread_create`: since glibc 2.34 that symbol is versioned GLIBC_2.34.
     fn host_extension() -> Vec<u8> {
-        let dir = tempfile::tempdir().unwrap();
-        let c = dir.path().join("m.c");
-        std::fs::write(&c, "#include <pthread.h>\nstatic void *f(void *a) { return a; }\nint start(void) { pthread_t t; return pthread_create(&t, 0, f, 0); }\n").unwrap();
-        let so = dir.path().join("m.so");
-        let ok = std::process::Command::new("gcc")
-            .args(["-shared", "-fPIC", "-o"])
-            .arg(&so)
-            .arg(&c)
-            .status()
-            .expect("gcc runs")
-            .success();
-        assert!(ok, "gcc compiled the test object");
-        std::fs::read(so).unwrap()
+        auto_lambda_testkit::compile_shared_object(
+            "#include <pthread.h>\nstatic void *f(void *a) { return a; }\nint start(void) { pthread_t t; return pthread_create(&t, 0, f, 0); }\n",
+        )
     }
 
     #[test]

@@ -385,6 +385,22 @@ async fn shared_cache_starts_a_fresh_instance_warm() {
     assert!(!second.log().contains("build container"), "{}", second.log());
 }
 
+/// A worker on a host whose Docker is unreachable, installing wheels with the venv's Python,
+/// with its cache in `cache`, plus `extra` flags.
+fn spawn_without_docker(stack: &Stack, cache: &std::path::Path, extra: &[&str]) -> Worker {
+    let python = venv_bin("python");
+    let mut cmd = worker_command(stack);
+    cmd.env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
+    let mut args = vec![
+        "--build-python",
+        python.to_str().unwrap(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    Worker::spawn_with(&mut cmd, &args)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pip_platform_mode_fetches_manylinux_wheels_without_docker() {
     // Hosts without Docker: pip on the host fetches prebuilt wheels for Lambda's platform.
@@ -393,18 +409,8 @@ async fn pip_platform_mode_fetches_manylinux_wheels_without_docker() {
     let stack = moto.bootstrap("pipplat", false);
     let aws = Aws::new(&stack.endpoint).await;
     let cache = tempfile::tempdir().unwrap();
-    let python = venv_bin("python");
-    let mut cmd = worker_command(&stack);
-    cmd.env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
-    let args = [
-        "--build-mode",
-        "pip-platform",
-        "--build-python",
-        python.to_str().unwrap(),
-        "--cache-dir",
-        cache.path().to_str().unwrap(),
-    ];
-    let _worker = Worker::spawn_with(&mut cmd, &args);
+    // The old name of the mode still works.
+    let _worker = spawn_without_docker(&stack, cache.path(), &["--build-mode", "pip-platform"]);
     let files: Vec<(&str, &[u8])> = vec![
         ("app.py", b"import six\ndef handler(e, c):\n    return six.PY3\n"),
         ("requirements.txt", b"six==1.16.0\n"),
@@ -438,20 +444,11 @@ async fn pip_finds_wheels_of_every_manylinux_tag_the_runtime_accepts() {
     let stack = moto.bootstrap("pipwheels", false);
     let aws = Aws::new(&stack.endpoint).await;
     let cache = tempfile::tempdir().unwrap();
-    let python = venv_bin("python");
-    let mut cmd = worker_command(&stack);
-    cmd.env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
-    let args = [
-        "--build-mode",
-        "wheels",
-        "--python-installer",
-        "pip",
-        "--build-python",
-        python.to_str().unwrap(),
-        "--cache-dir",
-        cache.path().to_str().unwrap(),
-    ];
-    let _worker = Worker::spawn_with(&mut cmd, &args);
+    let _worker = spawn_without_docker(
+        &stack,
+        cache.path(),
+        &["--build-mode", "wheels", "--python-installer", "pip"],
+    );
     let files: Vec<(&str, &[u8])> = vec![
         ("app.py", b"import numpy\ndef handler(e, c):\n    return 1\n"),
         ("requirements.txt", b"numpy==2.2.6\n"),

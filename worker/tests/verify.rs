@@ -62,21 +62,9 @@ async fn refused_then_fixed(
     r
 }
 
-/// A real x86_64 shared object compiled by the host's gcc, named as a CPython extension.
+/// A real x86_64 shared object compiled by the host's gcc.
 fn compiled_extension() -> Vec<u8> {
-    let dir = tempfile::tempdir().unwrap();
-    let c = dir.path().join("m.c");
-    std::fs::write(&c, "int answer(void) { return 42; }\n").unwrap();
-    let so = dir.path().join("m.so");
-    let ok = std::process::Command::new("gcc")
-        .args(["-shared", "-fPIC", "-o"])
-        .arg(&so)
-        .arg(&c)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "gcc compiled the fixture");
-    std::fs::read(so).unwrap()
+    compile_shared_object("int answer(void) { return 42; }\n")
 }
 
 /// The first bytes of a 64-bit arm64 Mach-O dylib, as clang on macOS writes them.

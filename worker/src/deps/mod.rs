@@ -349,11 +349,7 @@ impl Builder {
     }
 
     fn image(&self, runtime: &str) -> String {
-        self.settings
-            .images
-            .get(runtime)
-            .cloned()
-            .unwrap_or_else(|| format!("public.ecr.aws/sam/build-{runtime}"))
+        build_image(&self.settings.images, runtime)
     }
 
     /// What the app asks to have installed, if anything.
@@ -624,6 +620,16 @@ fn pip_platforms(spec: &FunctionSpec) -> Vec<String> {
         );
     }
     tags
+}
+
+/// The build image of `runtime`: the configured one (`--build-image RUNTIME=IMAGE`), else the
+/// AWS SAM build image `public.ecr.aws/sam/build-<runtime>`
+/// (<https://gallery.ecr.aws/sam/>), which has the runtime's own interpreter.
+pub fn build_image(images: &BTreeMap<String, String>, runtime: &str) -> String {
+    images
+        .get(runtime)
+        .cloned()
+        .unwrap_or_else(|| format!("public.ecr.aws/sam/build-{runtime}"))
 }
 
 /// The architecture of this worker, as Lambda names it; `None` on any other CPU.

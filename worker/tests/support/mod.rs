@@ -267,36 +267,8 @@ impl Drop for Worker {
 
 /// The worker binary with moto's endpoint and fake credentials in its environment.
 pub fn worker_command(stack: &Stack) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_auto-lambda-worker"));
-    cmd.env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", REGION)
-        .env("AWS_ENDPOINT_URL", &stack.endpoint)
-        .env("AUTO_LAMBDA_QUEUE_URL", &stack.queue_url)
-        .env("AUTO_LAMBDA_ROLE_ARN", &stack.role_arn)
-        // Not on EC2: skip the metadata probe (the protection test turns it on).
-        .env("AUTO_LAMBDA_SCALE_IN_PROTECTION", "off")
-        // Verification loads handlers in the local images, each of which has its runtime's
-        // own interpreter (dev/build-image.sh); apps that name no runtime get those runtimes.
-        .env(
-            "AUTO_LAMBDA_BUILD_IMAGES",
-            format!("python3.13={PYTHON_IMAGE},python3.11={PYTHON311_IMAGE},nodejs20.x={NODE_IMAGE}"),
-        )
-        .env("AUTO_LAMBDA_DEFAULT_PYTHON_RUNTIME", "python3.13")
-        // uv, as dev/setup.sh installs it (pinned in ami/files/uv-version).
-        .env("AUTO_LAMBDA_UV_BINARY", venv_bin("uv"))
-        .env("AUTO_LAMBDA_DEFAULT_NODE_RUNTIME", "nodejs20.x")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null());
-    cmd
+    auto_lambda_testkit::worker_command(Path::new(env!("CARGO_BIN_EXE_auto-lambda-worker")), stack)
 }
-
-/// The local python3.13 image (Debian trixie); made by dev/build-image.sh, which `make test` runs.
-pub const PYTHON_IMAGE: &str = "auto-lambda/build-python3.13:test";
-/// The local nodejs20.x image (Debian trixie).
-pub const NODE_IMAGE: &str = "auto-lambda/build-nodejs20.x:test";
-/// The local python3.11 image (Debian bookworm).
-pub const PYTHON311_IMAGE: &str = "auto-lambda/build-python3.11:test";
 
 /// The local python3.13 build image, checked to be present.
 pub fn test_build_image() -> String {
