@@ -270,13 +270,13 @@ variable "scale_in_protection" {
 }
 
 variable "build_mode" {
-  description = "How dependencies are built: docker (a build container per job) or pip-platform (pip's --platform wheels, no container)."
+  description = "How dependencies are built: docker (a build container per job; wheels-only on the host for the other architecture) or wheels (prebuilt manylinux wheels on the host, no container; pip-platform is the old name)."
   type        = string
   default     = "docker"
 
   validation {
-    condition     = contains(["docker", "pip-platform"], var.build_mode)
-    error_message = "build_mode must be docker or pip-platform."
+    condition     = contains(["docker", "wheels", "pip-platform"], var.build_mode)
+    error_message = "build_mode must be docker or wheels (pip-platform is the old name of wheels)."
   }
 }
 
