@@ -120,8 +120,7 @@ fn is_for(report: &Value, stored_at: Option<aws_smithy_types::DateTime>) -> bool
     let (Some(stored_at), Some(event_time)) = (stored_at, report["source"]["event_time"].as_str()) else {
         return true;
     };
-    aws_smithy_types::DateTime::from_str(event_time, Format::DateTime)
-        .map_or(true, |t| t.secs() >= stored_at.secs())
+    aws_smithy_types::DateTime::from_str(event_time, Format::DateTime).map_or(true, |t| t.secs() >= stored_at.secs())
 }
 
 /// Whether a report is final (the worker will not replace it).
