@@ -217,4 +217,21 @@ async fn json_carries_the_report_and_status_reads_it_back() {
     assert_eq!(status["code_sha256"], report["code_sha256"]);
     let out = cli(&stack, &["status", "apps/never-uploaded.zip"]);
     assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+
+    // Pushed without --wait, then followed with `status --watch` until its report is final.
+    let out = cli(&stack, &["push", "--key", "apps/watched.zip", &example("node-hello")]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("uploaded   s3://"),
+        "{}",
+        text(&out)
+    );
+    let out = cli(&stack, &["status", "--watch", "--timeout", "120", "apps/watched.zip"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("outcome    deployed") && stdout.contains("function   watched"),
+        "{}",
+        text(&out)
+    );
 }

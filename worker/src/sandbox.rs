@@ -111,6 +111,7 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// An engine that connects on first use, applying `limits` to every container.
     pub fn new(limits: Limits) -> Self {
         Self {
             limits,

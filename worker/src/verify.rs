@@ -161,7 +161,9 @@ pub struct Verifier {
     settings: Settings,
     engine: Arc<Engine>,
     stage: PathBuf,
-    warm: tokio::sync::Mutex<HashMap<String, Warm>>,
+    /// Verifier containers by image. Each slot starts its container once; starting (or
+    /// pulling) one image does not hold up the jobs of another.
+    warm: std::sync::Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Warm>>>>,
 }
 
 impl Verifier {
@@ -223,10 +225,11 @@ impl Verifier {
         self.warm(&spec.runtime).await.map(|_| ())
     }
 
-    /// At start-up: starts a verifier for every configured image that is already on this
-    /// host, so the first job finds it warm, and checks each image's interpreter against the
-    /// runtime it is configured for. Docker being unreachable is not an error here (jobs
-    /// retry); an image whose interpreter does not match is.
+    /// At start-up: starts a verifier for every runtime whose image is already on this host
+    /// (configured with `--build-image`, or the default SAM image the AMI pre-pulls), so the
+    /// first job finds it warm, and checks each image's interpreter against its runtime.
+    /// Docker being unreachable is not an error here (jobs retry); an image whose interpreter
+    /// does not match is.
     pub async fn warm_up(&self) -> Result<(), VerifyError> {
         if !self.settings.enabled || self.settings.mode != BuildMode::Docker {
             return Ok(());
@@ -234,9 +237,9 @@ impl Verifier {
         let Ok(sandbox) = self.engine.get().await else {
             return Ok(());
         };
-        for (runtime, image) in &self.settings.images {
+        for runtime in crate::manifest::SUPPORTED_RUNTIMES {
             let checked = runtime.starts_with("python") || runtime.starts_with("nodejs");
-            if checked && sandbox.image_present(image).await {
+            if checked && sandbox.image_present(&self.image(runtime)).await {
                 self.warm(runtime).await?;
             }
         }
@@ -246,41 +249,8 @@ impl Verifier {
     /// The warm container for `runtime`'s image, started and probed on first use.
     async fn warm(&self, runtime: &str) -> Result<Warm, VerifyError> {
         let image = self.image(runtime);
-        let mut warm = self.warm.lock().await;
-        let found = match warm.get(&image) {
-            Some(w) => w.clone(),
-            None => {
-                let sandbox = self.engine.get().await?;
-                sandbox.image_id(&image).await?;
-                let started = std::time::Instant::now();
-                let id = sandbox.start_warm(&image, &self.stage, MOUNT).await?;
-                let probe = if runtime.starts_with("python") {
-                    vec![
-                        "python3".into(),
-                        "-c".into(),
-                        "import sys; print('%d.%d' % sys.version_info[:2])".into(),
-                    ]
-                } else {
-                    vec!["node".into(), "-p".into(), "process.versions.node.split('.')[0]".into()]
-                };
-                let (code, out) = match sandbox.exec(&id, probe, vec![], "/tmp", self.settings.timeout).await {
-                    Ok(result) => result,
-                    Err(err) => {
-                        sandbox.remove(&id).await;
-                        return Err(err.into());
-                    }
-                };
-                let interpreter = if code == 0 {
-                    out.trim().to_owned()
-                } else {
-                    format!("no usable interpreter ({})", out.trim())
-                };
-                tracing::info!(%image, %interpreter, elapsed_ms = started.elapsed().as_millis() as u64, "Verifier container started.");
-                let w = Warm { id, interpreter };
-                warm.insert(image.clone(), w.clone());
-                w
-            }
-        };
+        let slot = self.slots().entry(image.clone()).or_default().clone();
+        let found = slot.get_or_try_init(|| self.start(&image, runtime)).await?.clone();
         let wanted = interpreter_of(runtime);
         if found.interpreter != wanted {
             let found_words = if runtime.starts_with("python") {
@@ -297,12 +267,54 @@ impl Verifier {
         Ok(found)
     }
 
-    /// Forgets (and removes) the warm container of `image`, e.g. after a check timed out.
-    async fn discard(&self, image: &str) {
-        if let Some(w) = self.warm.lock().await.remove(image) {
-            if let Ok(sandbox) = self.engine.get().await {
-                sandbox.remove(&w.id).await;
+    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::OnceCell<Warm>>>> {
+        self.warm.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Starts a verifier container of `image` (pulling it first if needed) and probes its
+    /// interpreter: `3.13` for Python, `20` for Node.js.
+    async fn start(&self, image: &str, runtime: &str) -> Result<Warm, VerifyError> {
+        let sandbox = self.engine.get().await?;
+        sandbox.image_id(image).await?;
+        let started = std::time::Instant::now();
+        let id = sandbox.start_warm(image, &self.stage, MOUNT).await?;
+        let probe = if runtime.starts_with("python") {
+            vec![
+                "python3".into(),
+                "-c".into(),
+                "import sys; print('%d.%d' % sys.version_info[:2])".into(),
+            ]
+        } else {
+            vec!["node".into(), "-p".into(), "process.versions.node.split('.')[0]".into()]
+        };
+        let (code, out) = match sandbox.exec(&id, probe, vec![], "/tmp", self.settings.timeout).await {
+            Ok(result) => result,
+            Err(err) => {
+                sandbox.remove(&id).await;
+                return Err(err.into());
             }
+        };
+        let interpreter = if code == 0 {
+            out.trim().to_owned()
+        } else {
+            format!("no usable interpreter ({})", out.trim())
+        };
+        tracing::info!(%image, %interpreter, elapsed_ms = started.elapsed().as_millis() as u64, "Verifier container started.");
+        Ok(Warm { id, interpreter })
+    }
+
+    /// Forgets (and removes) the verifier container `id` of `image`, e.g. after a check timed
+    /// out; the next job starts a fresh one. A slot that already holds a newer container is
+    /// left alone.
+    async fn discard(&self, image: &str, id: &str) {
+        {
+            let mut slots = self.slots();
+            if slots.get(image).and_then(|s| s.get()).is_some_and(|w| w.id == id) {
+                slots.remove(image);
+            }
+        }
+        if let Ok(sandbox) = self.engine.get().await {
+            sandbox.remove(id).await;
         }
     }
 
@@ -376,12 +388,12 @@ impl Verifier {
         let (code, output) = match sandbox.exec(&warm.id, cmd, env, &root, limit).await {
             Ok(result) => result,
             Err(ContainerError::ExecTimedOut(_)) => {
-                self.discard(&self.image(&spec.runtime)).await;
+                self.discard(&self.image(&spec.runtime), &warm.id).await;
                 return Err(VerifyError::TimedOut(self.settings.timeout, String::new()));
             }
             Err(ContainerError::Run(err)) => {
                 // The container may have died (OOM, a restarted engine): start afresh next time.
-                self.discard(&self.image(&spec.runtime)).await;
+                self.discard(&self.image(&spec.runtime), &warm.id).await;
                 return Err(ContainerError::Run(err).into());
             }
             Err(err) => return Err(err.into()),
@@ -440,7 +452,11 @@ impl Verifier {
 
     /// Removes the warm containers and the staging directory. Called at shutdown.
     pub async fn shutdown(&self) {
-        let warm: Vec<Warm> = self.warm.lock().await.drain().map(|(_, w)| w).collect();
+        let warm: Vec<Warm> = self
+            .slots()
+            .drain()
+            .filter_map(|(_, slot)| slot.get().cloned())
+            .collect();
         if let Ok(sandbox) = self.engine.get().await {
             for w in warm {
                 sandbox.remove(&w.id).await;

@@ -353,7 +353,8 @@ fn uv_lock(app: &Path, uv: Option<&Path>, scratch: &Path) -> Result<Plan, Source
         ])
         .current_dir(app)
         .env("UV_CACHE_DIR", scratch.join("uv-cache"))
-        .env("UV_NO_CONFIG", "1")
+        // The project's own `[tool.uv]` (default-groups, sources) decides what is exported,
+        // as it does for the uploader; only Python downloads are off.
         .env("UV_PYTHON_DOWNLOADS", "never")
         .env_remove("VIRTUAL_ENV")
         .stdin(std::process::Stdio::null())
