@@ -15,8 +15,21 @@ use auto_lambda_worker::manifest::{self, FunctionSpec, ManifestError};
 use auto_lambda_worker::package::{self, PackageError};
 use auto_lambda_worker::verify::{self, Checks, VerifyError};
 
-/// Directory names never zipped from a directory: version control and bytecode caches.
-const SKIPPED_DIRS: &[&str] = &[".git", ".hg", ".svn", "__pycache__"];
+/// Directory names never zipped from a directory: version control, bytecode and tool caches,
+/// and virtual environments (the worker installs the dependencies itself).
+const SKIPPED_DIRS: &[&str] = &[
+    ".git",
+    ".hg",
+    ".svn",
+    "__pycache__",
+    ".venv",
+    "venv",
+    ".tox",
+    ".nox",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".ruff_cache",
+];
 
 /// How the worker names and configures functions, as far as the uploader knows it.
 #[derive(Debug, Clone)]
@@ -75,9 +88,14 @@ pub fn prepare(path: &Path, options: &Options) -> Result<LocalApp, CheckError> {
     let tree = dir.path().join("app");
     std::fs::create_dir(&tree).map_err(io(&tree))?;
     let (zip, dropped) = if path.is_dir() {
-        let dropped = copy_app(path, &tree).map_err(io(path))?;
+        let copy = dir.path().join("copy");
+        std::fs::create_dir(&copy).map_err(io(&copy))?;
+        let dropped = copy_app(path, &copy).map_err(io(path))?;
         let zip = dir.path().join("upload.zip");
-        package::build(&tree, &zip)?;
+        package::build(&copy, &zip)?;
+        // What the worker will see: the zip unpacked by its own rules (symlinks that leave the
+        // app, limits, names).
+        artifact::unpack(&zip, &tree, &worker_limits())?;
         (zip, dropped)
     } else if path.is_file() && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("zip")) {
         let unpacked = artifact::unpack(path, &tree, &worker_limits())?;
@@ -142,7 +160,13 @@ fn copy_app(from: &Path, to: &Path) -> std::io::Result<Vec<String>> {
         }
         let kind = entry.file_type();
         let name = entry.file_name().to_string_lossy();
-        if kind.is_dir() && SKIPPED_DIRS.contains(&name.as_ref()) || artifact::is_macos_metadata(rel) {
+        // node_modules is rebuilt by the worker (npm ci) when there is a lock file.
+        let rebuilt = name == "node_modules"
+            && entry
+                .path()
+                .parent()
+                .is_some_and(|p| p.join("package-lock.json").is_file());
+        if kind.is_dir() && (SKIPPED_DIRS.contains(&name.as_ref()) || rebuilt) || artifact::is_macos_metadata(rel) {
             dropped.push(rel.to_string_lossy().into_owned());
             if kind.is_dir() {
                 walk.skip_current_dir();

@@ -293,21 +293,18 @@ fn print_report(r: &Value) {
 
 async fn status(args: StatusArgs) -> ExitCode {
     let s3 = s3_client(&args.aws).await;
-    let started = Instant::now();
-    loop {
-        let report = match remote::latest(&s3, &args.bucket, &args.key, &args.status_prefix).await {
-            Ok(report) => Some(report),
-            Err(RemoteError::NoReport { .. }) if args.watch => None,
-            Err(err) => return aws_error(&err, args.json),
+    if !args.watch {
+        let report = remote::latest(&s3, &args.bucket, &args.key, &args.status_prefix).await;
+        return match report {
+            Ok(report) => finish(Ok(Some(report)), args.timeout, args.json, None),
+            Err(err) => aws_error(&err, args.json),
         };
-        let done = report.as_ref().is_some_and(remote::is_final);
-        if !args.watch || done {
-            return finish(Ok(report), args.timeout, args.json, None);
-        }
-        if started.elapsed() >= Duration::from_secs(args.timeout) {
-            return finish(Ok(None), args.timeout, args.json, None);
-        }
-        progress(started.elapsed(), report.as_ref());
-        tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    // --watch follows the object stored at the key now, not an earlier upload's report.
+    let upload = match remote::current(&s3, &args.bucket, &args.key, None, &args.status_prefix).await {
+        Ok(upload) => upload,
+        Err(err) => return aws_error(&err, args.json),
+    };
+    let waited = remote::wait(&s3, &upload, Duration::from_secs(args.timeout), progress).await;
+    finish(waited, args.timeout, args.json, None)
 }

@@ -70,20 +70,46 @@ pub async fn upload(
         .send()
         .await
         .map_err(|e| fail(aws_smithy_types::error::display::DisplayErrorContext(&e).to_string()))?;
+    current(s3, bucket, key, out.version_id(), status_prefix).await
+}
+
+/// The object now stored at `key` (the given version, or the latest), and where its report
+/// will be: by versionId when the bucket keeps versions, else by ETag.
+pub async fn current(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    version_id: Option<&str>,
+    status_prefix: &str,
+) -> Result<Uploaded, RemoteError> {
     let mut head = s3.head_object().bucket(bucket).key(key);
-    if let Some(v) = out.version_id() {
+    if let Some(v) = version_id {
         head = head.version_id(v);
     }
-    let stored_at = head.send().await.ok().and_then(|h| h.last_modified().copied());
+    let head = head.send().await.map_err(|e| {
+        if e.as_service_error().is_some_and(|s| s.is_not_found()) {
+            RemoteError::NoReport {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+                prefix: format!("{status_prefix}{key}/ (no such upload)"),
+            }
+        } else {
+            RemoteError::Read {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+                message: aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
+            }
+        }
+    })?;
     let mut ids = Vec::new();
-    if let Some(v) = out.version_id().filter(|v| !v.is_empty() && *v != "null") {
+    if let Some(v) = head.version_id().filter(|v| !v.is_empty() && *v != "null") {
         ids.push(v.to_owned());
     }
-    if let Some(etag) = out.e_tag() {
+    if let Some(etag) = head.e_tag() {
         ids.push(etag.trim_matches('"').to_owned());
     }
     Ok(Uploaded {
-        stored_at,
+        stored_at: head.last_modified().copied(),
         bucket: bucket.to_owned(),
         report_keys: ids
             .into_iter()

@@ -234,4 +234,23 @@ async fn json_carries_the_report_and_status_reads_it_back() {
         "{}",
         text(&out)
     );
+
+    // Pushed again, changed: --watch waits for this upload's report, not the last one's.
+    let changed = tempfile::Builder::new().prefix("watched").tempdir().unwrap();
+    std::fs::write(
+        changed.path().join("index.mjs"),
+        "export const handler = async () => 'v2';\n",
+    )
+    .unwrap();
+    std::fs::write(changed.path().join("lambda.toml"), "runtime = \"nodejs20.x\"\n").unwrap();
+    let dir = changed.path().display().to_string();
+    let out = cli(&stack, &["push", "--key", "apps/watched.zip", &dir]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = cli(
+        &stack,
+        &["status", "--watch", "--json", "--timeout", "120", "apps/watched.zip"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let second: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(second["version"], "2", "the new upload's report: {second:#}");
 }

@@ -69,7 +69,7 @@ pub enum ArtifactError {
     UnsafePath { entry: String, reason: &'static str },
     #[error("entry names repeat in the zip ({0} are duplicates)")]
     Duplicate(String),
-    #[error("symlink `{entry}` points outside the app (to `{target}`)")]
+    #[error("symlink `{entry}` points outside the app, or at nothing in it (to `{target}`)")]
     SymlinkEscape { entry: String, target: String },
     #[error("cannot write `{entry}` while unpacking: {source}")]
     Write {
@@ -293,12 +293,32 @@ pub fn unpack(zip_path: &Path, dest: &Path, limits: &Limits) -> Result<Unpacked,
             set_executable(&target).map_err(write_error)?;
         }
     }
-    for (path, link) in symlinks {
-        make_symlink(&link, &path).map_err(|source| ArtifactError::Write {
+    for (path, link) in &symlinks {
+        make_symlink(link, path).map_err(|source| ArtifactError::Write {
             entry: path.display().to_string(),
             source,
         })?;
         files += 1;
+    }
+    // Each target was checked on its own, lexically; a chain (`a -> d/e/s/../../..` where
+    // `d/e/s -> ../..`) can still lead out. Resolve every link as the kernel will, now that
+    // all of them exist: it must land inside the app. One that resolves to nothing is refused
+    // too, since a later file could not be told from an escape.
+    if !symlinks.is_empty() {
+        let root = std::fs::canonicalize(dest).map_err(|source| ArtifactError::Write {
+            entry: dest.display().to_string(),
+            source,
+        })?;
+        for (path, link) in &symlinks {
+            let inside = std::fs::canonicalize(path).is_ok_and(|resolved| resolved.starts_with(&root));
+            if !inside {
+                let entry = path.strip_prefix(dest).unwrap_or(path).display().to_string();
+                return Err(ArtifactError::SymlinkEscape {
+                    entry,
+                    target: link.clone(),
+                });
+            }
+        }
     }
     if files == 0 {
         return Err(ArtifactError::Empty);
@@ -540,6 +560,29 @@ mod tests {
             .unwrap()
             .file_type()
             .is_symlink());
+    }
+
+    #[test]
+    fn refuses_symlink_chains_that_lead_out() {
+        let z = zip_of(|w| {
+            w.start_file("d/e/keep.py", SimpleFileOptions::default()).unwrap();
+            w.write_all(b"x").unwrap();
+            w.add_symlink("d/e/s", "../..", SimpleFileOptions::default()).unwrap();
+            w.add_symlink("foo", "d/e/s/../../..", SimpleFileOptions::default())
+                .unwrap();
+        });
+        let (_d, r) = unpack_zip(&z);
+        assert!(
+            matches!(r, Err(ArtifactError::SymlinkEscape { ref entry, .. }) if entry == "foo"),
+            "{r:?}"
+        );
+        let z = zip_of(|w| {
+            w.start_file("a.py", SimpleFileOptions::default()).unwrap();
+            w.write_all(b"x").unwrap();
+            w.add_symlink("dangling", "nothing/here", SimpleFileOptions::default())
+                .unwrap();
+        });
+        assert!(matches!(unpack_zip(&z).1, Err(ArtifactError::SymlinkEscape { .. })));
     }
 
     #[test]

@@ -43,7 +43,7 @@ pub enum JobError {
     Build(#[from] BuildError),
     #[error(transparent)]
     Package(#[from] PackageError),
-    #[error("the package would not start on Lambda, so it was not deployed: {0}")]
+    #[error(transparent)]
     Verify(#[from] VerifyError),
     #[error(transparent)]
     Deploy(#[from] DeployError),
@@ -114,7 +114,8 @@ impl JobError {
                 // The fleet is misconfigured or Docker is unwell: the upload is fine, so keep
                 // its message; it reaches the dead-letter queue if nobody fixes the fleet.
                 VerifyError::Interpreter { .. } | VerifyError::Container(_) => Transient,
-                VerifyError::Io(source) => io(source),
+                // Staging the package is the worker's business, whatever the error.
+                VerifyError::Io(_) => Transient,
                 VerifyError::Zip(zip::result::ZipError::Io(source)) => io(source),
                 VerifyError::Zip(_) => Permanent,
             },

@@ -31,7 +31,8 @@ pub const OWNER_LABEL: &str = "auto-lambda.owner";
 /// `verifier` (a warm container for load checks).
 pub const ROLE_LABEL: &str = "auto-lambda.role";
 
-/// The user checks run as in warm containers: `nobody`, which owns none of the files it reads.
+/// The user a warm container's main process runs as: `nobody`, which owns none of the files
+/// it could read. Each check inside runs as a user of its own (see [`crate::verify`]).
 pub const UNPRIVILEGED: &str = "65534:65534";
 
 /// How many bytes of a container's output are kept for the status report.
@@ -370,7 +371,7 @@ impl Sandbox {
         Ok(created.id)
     }
 
-    /// Runs `cmd` in the running container `id` as [`UNPRIVILEGED`], with `env` and working
+    /// Runs `cmd` in the running container `id` as `user` (`uid:gid`), with `env` and working
     /// directory `workdir`, and returns its exit code and output (stdout and stderr, the last
     /// 16 KiB). After `timeout` the wait is abandoned with [`ContainerError::ExecTimedOut`]:
     /// the Engine API cannot kill an exec, so the caller removes the container.
@@ -380,6 +381,7 @@ impl Sandbox {
         cmd: Vec<String>,
         env: Vec<String>,
         workdir: &str,
+        user: &str,
         timeout: Duration,
     ) -> Result<(i64, String), ContainerError> {
         let options = CreateExecOptions {
@@ -387,7 +389,7 @@ impl Sandbox {
             attach_stderr: Some(true),
             cmd: Some(cmd),
             env: Some(env),
-            user: Some(UNPRIVILEGED.to_owned()),
+            user: Some(user.to_owned()),
             working_dir: Some(workdir.to_owned()),
             ..Default::default()
         };

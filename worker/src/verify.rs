@@ -69,19 +69,19 @@ pub type Checks = BTreeMap<&'static str, String>;
 /// Why a package must not go live, or could not be checked. Classified in [`crate::error`].
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
-    #[error("`{file}` is a {format} binary, not a Linux ELF file: Lambda cannot load it. Build it on Linux for {arch} (list it in requirements.txt and the worker builds it)")]
+    #[error("the package would not start on Lambda: `{file}` is a {format} binary, not a Linux ELF file: Lambda cannot load it. Build it on Linux for {arch} (list it in requirements.txt and the worker builds it)")]
     ForeignBinary {
         file: String,
         format: &'static str,
         arch: &'static str,
     },
-    #[error("`{file}` is built for {found}, but the function's architecture is {wanted}: rebuild it for {wanted}, or set `architecture` in lambda.toml")]
+    #[error("the package would not start on Lambda: `{file}` is built for {found}, but the function's architecture is {wanted}: rebuild it for {wanted}, or set `architecture` in lambda.toml")]
     WrongMachine {
         file: String,
         found: String,
         wanted: &'static str,
     },
-    #[error("`{file}` needs GLIBC_{needs}, but {runtime} runs on {os} with glibc {}.{}: use a build (or wheel) for manylinux_{}_{} or older", .has.0, .has.1, .has.0, .has.1, os = runtime_glibc(runtime).1)]
+    #[error("the package would not start on Lambda: `{file}` needs GLIBC_{needs}, but {runtime} runs on {os} with glibc {}.{}: use a build (or wheel) for manylinux_{}_{} or older", .has.0, .has.1, .has.0, .has.1, os = runtime_glibc(runtime).1)]
     Glibc {
         file: String,
         needs: String,
@@ -90,7 +90,7 @@ pub enum VerifyError {
         has: (u32, u32),
     },
     #[error(
-        "`{file}` is a CPython {found} extension, but the function runs {runtime}: rebuild it for Python {wanted}"
+        "the package would not start on Lambda: `{file}` is a CPython {found} extension, but the function runs {runtime}: rebuild it for Python {wanted}"
     )]
     CpythonVersion {
         file: String,
@@ -98,15 +98,15 @@ pub enum VerifyError {
         runtime: String,
         wanted: String,
     },
-    #[error("`{file}` is not a valid {format} file: {reason}")]
+    #[error("the package would not start on Lambda: `{file}` is not a valid {format} file: {reason}")]
     Corrupt {
         file: String,
         format: &'static str,
         reason: String,
     },
-    #[error("bootstrap: {0}")]
+    #[error("the package would not start on Lambda: bootstrap: {0}")]
     Bootstrap(String),
-    #[error("handler `{handler}`: {problem}")]
+    #[error("the package would not start on Lambda: handler `{handler}`: {problem}")]
     Handler {
         handler: String,
         problem: String,
@@ -120,7 +120,7 @@ pub enum VerifyError {
     },
     #[error("the load check did not finish: {0}")]
     Container(#[from] ContainerError),
-    #[error("the handler did not finish loading within {0:?} (a module that waits on the network at import hangs with the network off)")]
+    #[error("the package would not start on Lambda: the handler's module was killed while loading: it ran longer than {0:?} (a module that waits on the network at import hangs with the network off) or past the memory limit")]
     TimedOut(Duration, String),
     #[error("cannot stage the package for verification: {0}")]
     Io(#[source] std::io::Error),
@@ -164,11 +164,14 @@ pub struct Verifier {
     /// Verifier containers by image. Each slot starts its container once; starting (or
     /// pulling) one image does not hold up the jobs of another.
     warm: std::sync::Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Warm>>>>,
+    /// Hands out the uid of each check (see [`check_uid`]).
+    checks_run: std::sync::atomic::AtomicU32,
 }
 
 impl Verifier {
-    /// Creates the staging directory `<work_root>/auto-lambda-verify-<pid>` (0755, so that the
-    /// unprivileged checker can read it) and removes those of worker processes that are gone.
+    /// Creates the staging directory `<work_root>/auto-lambda-verify-<pid>` (0711: the checks
+    /// can reach their own job's directory, whose name is random, but not list the others) and
+    /// removes those of worker processes that are gone.
     pub fn new(settings: Settings, engine: Arc<Engine>) -> std::io::Result<Self> {
         use std::os::unix::fs::PermissionsExt;
         if let Ok(dir) = std::fs::read_dir(&settings.work_root) {
@@ -185,12 +188,13 @@ impl Verifier {
             .work_root
             .join(format!("auto-lambda-verify-{}", std::process::id()));
         std::fs::create_dir_all(&stage)?;
-        std::fs::set_permissions(&stage, std::fs::Permissions::from_mode(0o755))?;
+        std::fs::set_permissions(&stage, std::fs::Permissions::from_mode(0o711))?;
         Ok(Self {
             settings,
             engine,
             stage,
             warm: Default::default(),
+            checks_run: Default::default(),
         })
     }
 
@@ -267,6 +271,29 @@ impl Verifier {
         Ok(found)
     }
 
+    /// Recreates the staging directory if something removed it (a disk clean-up), and then
+    /// restarts the verifiers, whose mount still points at the removed one.
+    async fn ensure_stage(&self) -> Result<(), VerifyError> {
+        use std::os::unix::fs::PermissionsExt;
+        if self.stage.is_dir() {
+            return Ok(());
+        }
+        tracing::warn!(stage = %self.stage.display(), "The verification staging directory was removed; recreating it.");
+        std::fs::create_dir_all(&self.stage).map_err(VerifyError::Io)?;
+        std::fs::set_permissions(&self.stage, std::fs::Permissions::from_mode(0o711)).map_err(VerifyError::Io)?;
+        let stale: Vec<Warm> = self
+            .slots()
+            .drain()
+            .filter_map(|(_, slot)| slot.get().cloned())
+            .collect();
+        if let Ok(sandbox) = self.engine.get().await {
+            for w in stale {
+                sandbox.remove(&w.id).await;
+            }
+        }
+        Ok(())
+    }
+
     fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::OnceCell<Warm>>>> {
         self.warm.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -287,7 +314,17 @@ impl Verifier {
         } else {
             vec!["node".into(), "-p".into(), "process.versions.node.split('.')[0]".into()]
         };
-        let (code, out) = match sandbox.exec(&id, probe, vec![], "/tmp", self.settings.timeout).await {
+        let (code, out) = match sandbox
+            .exec(
+                &id,
+                probe,
+                vec![],
+                "/tmp",
+                crate::sandbox::UNPRIVILEGED,
+                self.settings.timeout,
+            )
+            .await
+        {
             Ok(result) => result,
             Err(err) => {
                 sandbox.remove(&id).await;
@@ -326,8 +363,10 @@ impl Verifier {
             return Ok(checks);
         }
         // Host audit, and extraction for the load check, in one pass over the package.
+        self.ensure_stage().await?;
         let job_dir = tempfile::Builder::new()
             .prefix("job-")
+            .rand_bytes(24)
             .tempdir_in(&self.stage)
             .map_err(VerifyError::Io)?;
         let (package_c, spec_c, dir_c) = (package.to_owned(), spec.clone(), job_dir.path().to_owned());
@@ -368,7 +407,10 @@ impl Verifier {
         );
         let python = spec.runtime.starts_with("python");
         let secs = self.settings.timeout.as_secs().max(1).to_string();
-        let mut cmd: Vec<String> = vec!["timeout".into(), "-s".into(), "KILL".into(), secs];
+        // `sh -c WRAP secs prog args…`: the check runs under `timeout`, then everything it
+        // left behind is killed (`kill -1` reaches every process of the check's own uid but not
+        // the shell itself, and no other check's: each has a uid of its own).
+        let mut cmd: Vec<String> = vec!["sh".into(), "-c".into(), CHECK_WRAPPER.into(), secs];
         if python {
             cmd.extend([
                 "python3".into(),
@@ -383,18 +425,17 @@ impl Verifier {
         cmd.extend([root.clone(), spec.handler.clone(), layer_note(spec)]);
         let env = self.lambda_environment(spec, &root);
         let sandbox = self.engine.get().await?;
-        // A little over the in-container limit, for exec set-up; then the container is stuck.
+        let n = self.checks_run.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let user = check_uid(n);
+        // A little over the in-container limit, for exec set-up; past it Docker itself is stuck.
         let limit = self.settings.timeout + Duration::from_secs(5);
-        let (code, output) = match sandbox.exec(&warm.id, cmd, env, &root, limit).await {
+        let (code, output) = match sandbox.exec(&warm.id, cmd, env, &root, &user, limit).await {
             Ok(result) => result,
-            Err(ContainerError::ExecTimedOut(_)) => {
+            Err(err @ (ContainerError::ExecTimedOut(_) | ContainerError::Run(_))) => {
+                // The container is stuck or gone (OOM, a restarted engine): start afresh next
+                // time; the upload is not at fault, so this is transient.
                 self.discard(&self.image(&spec.runtime), &warm.id).await;
-                return Err(VerifyError::TimedOut(self.settings.timeout, String::new()));
-            }
-            Err(ContainerError::Run(err)) => {
-                // The container may have died (OOM, a restarted engine): start afresh next time.
-                self.discard(&self.image(&spec.runtime), &warm.id).await;
-                return Err(ContainerError::Run(err).into());
+                return Err(err.into());
             }
             Err(err) => return Err(err.into()),
         };
@@ -444,7 +485,8 @@ impl Verifier {
             format!("AWS_DEFAULT_REGION={}", self.settings.region),
             "TZ=:UTC".to_owned(),
             "LANG=C.UTF-8".to_owned(),
-            "HOME=/tmp".to_owned(),
+            // Nothing can be planted there: Node looks in $HOME/.node_modules.
+            "HOME=/nonexistent".to_owned(),
             "PYTHONDONTWRITEBYTECODE=1".to_owned(),
         ]);
         env
@@ -464,6 +506,18 @@ impl Verifier {
         }
         let _ = std::fs::remove_dir_all(&self.stage);
     }
+}
+
+/// Runs `"$0" "$@"` (the check) under `timeout -s KILL`, then kills whatever the check left
+/// behind, and exits with the check's status.
+const CHECK_WRAPPER: &str = r#"timeout -s KILL "$0" "$@"; c=$?; kill -9 -1 2>/dev/null; exit $c"#;
+
+/// The `uid:gid` of check number `n`: 100000–159999, a different one for every concurrent
+/// check, none of which owns a file, can read another check's process environment, or signal
+/// another check's processes.
+fn check_uid(n: u32) -> String {
+    let id = 100_000 + n % 60_000;
+    format!("{id}:{id}")
 }
 
 /// `python3.13` → `3.13`; `nodejs20.x` → `20`.
@@ -526,6 +580,19 @@ class RuntimeProvided:
             return importlib.machinery.PathFinder.find_spec(name, site)
         return None
 sys.meta_path.append(RuntimeProvided)
+NETWORK_ERRORS = {'NoCredentialsError', 'PartialCredentialsError', 'NoRegionError', 'EndpointConnectionError',
+                  'ConnectTimeoutError', 'ReadTimeoutError', 'ConnectionClosedError', 'NewConnectionError',
+                  'NameResolutionError', 'MaxRetryError', 'ProxyConnectionError', 'gaierror'}
+def needs_network(e):
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if type(e).__name__ in NETWORK_ERRORS or isinstance(e, (ConnectionError, TimeoutError)):
+            return True
+        if isinstance(e, OSError) and getattr(e, 'errno', None) in (-2, -3, -5, 101, 111, 113):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 os.chdir(root)
 module, _, attr = handler.rpartition('.')
 if not module or not attr or module.startswith('.'):
@@ -546,6 +613,8 @@ except ModuleNotFoundError as e:
 except BaseException as e:
     traceback.print_exc()
     last = traceback.format_exception_only(type(e), e)[-1].strip()
+    if needs_network(e):
+        done('unproven', 'module `%s` reaches for the network or AWS while importing (%s); the check runs offline' % (module, type(e).__name__))
     done('import-error', 'module `%s` fails to import: %s' % (module, last))
 if not hasattr(m, attr):
     names = sorted(n for n, v in vars(m).items() if callable(v) and not n.startswith('_') and getattr(v, '__module__', None) == m.__name__)
@@ -576,19 +645,26 @@ function isModule(file) {
   }
   return false;
 }
+// What the Node.js runtime defines before it loads a handler (response streaming).
+globalThis.awslambda = { streamifyResponse: (f) => f, HttpResponseStream: { from: (stream) => stream } };
+const NETWORK = ['ENOTFOUND', 'EAI_AGAIN', 'ECONNREFUSED', 'ENETUNREACH', 'EHOSTUNREACH', 'ETIMEDOUT', 'CredentialsProviderError'];
 (async () => {
   const base = path.basename(handler), dir = path.dirname(handler);
   const dot = base.indexOf('.');
   if (dot < 1 || dot === base.length - 1) done('bad-handler', 'must be FILE.EXPORT, e.g. index.handler');
   const modName = path.join(dir, base.slice(0, dot)), attr = base.slice(dot + 1);
-  const file = ['.js', '.mjs', '.cjs'].map(e => path.join(root, modName + e)).find(f => fs.existsSync(f));
-  if (!file) done('no-module', 'module `' + modName + '` is not in the package (looked for ' + modName + '.js, .mjs and .cjs at the package root)');
+  // The runtime's order: the name as it is, then .js, .mjs, .cjs, then Node's own resolution
+  // (a folder with package.json or index.js).
+  let file = ['', '.js', '.mjs', '.cjs'].map(e => path.join(root, modName + e)).find(f => fs.existsSync(f) && fs.statSync(f).isFile());
+  if (!file) { try { file = require.resolve(path.join(root, modName)); } catch (e) { file = undefined; } }
+  if (!file) done('no-module', 'module `' + modName + '` is not in the package (looked for ' + modName + '.js, .mjs, .cjs and a folder at the package root)');
   let mod;
   try {
     const esm = file.endsWith('.mjs') || (file.endsWith('.js') && isModule(file));
     mod = esm ? await import(url.pathToFileURL(file).href) : require(file);
   } catch (e) {
     console.error(e && e.stack || String(e));
+    if (e && (NETWORK.includes(e.code) || NETWORK.includes(e.name))) done('unproven', 'module `' + modName + '` reaches for the network or AWS while loading (' + (e.code || e.name) + '); the check runs offline');
     const m = /Cannot find (?:package|module) '([^']+)'/.exec(String(e && e.message));
     if (m && (e.code === 'ERR_MODULE_NOT_FOUND' || e.code === 'MODULE_NOT_FOUND')) {
       if (m[1].startsWith('@aws-sdk/')) done('unproven', '`' + m[1] + '` is provided by the Lambda runtime, not by this build image');
@@ -613,8 +689,9 @@ pub struct Audit {
     pub max_glibc: Option<(u32, u32)>,
     /// CPython extension tags seen, e.g. `cpython-313`.
     pub cpython_tags: BTreeSet<String>,
-    /// PE files in places Linux never loads them from (`.exe` launchers and the like).
-    pub windows_files: usize,
+    /// Binaries Lambda would not load (another platform's, `.exe` launchers, tools for another
+    /// architecture): counted, not refused.
+    pub foreign_files: usize,
     /// For `provided.*`: what `bootstrap` is.
     pub bootstrap: Option<String>,
 }
@@ -623,7 +700,13 @@ impl Audit {
     /// In words, for the report's `elf` check: `3 files, x86_64, glibc ≤ 2.28, cpython-313`.
     pub fn summary(&self, arch: Architecture) -> String {
         if self.elf_files == 0 {
-            return "no native files".to_owned();
+            return match self.foreign_files {
+                0 => "no native files".to_owned(),
+                n => format!(
+                    "no native files for {} ({n} binaries for other platforms ignored)",
+                    elf_arch_name(arch)
+                ),
+            };
         }
         let mut s = format!(
             "{} file{}, {}",
@@ -640,8 +723,11 @@ impl Audit {
                 self.cpython_tags.iter().cloned().collect::<Vec<_>>().join(" ")
             ));
         }
-        if self.windows_files > 0 {
-            s.push_str(&format!(" ({} Windows executables ignored)", self.windows_files));
+        if self.foreign_files > 0 {
+            s.push_str(&format!(
+                " ({} binaries for other platforms ignored)",
+                self.foreign_files
+            ));
         }
         s
     }
@@ -674,6 +760,11 @@ pub fn audit(package: &Path, spec: &FunctionSpec, extract_to: Option<&Path>) -> 
     let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))?;
     let mut audit = Audit::default();
     let mut bootstrap_seen = false;
+    let root_canon = match extract_to {
+        Some(root) => std::fs::canonicalize(root).map_err(VerifyError::Io)?,
+        None => PathBuf::new(),
+    };
+    let mut checked_parent: Option<PathBuf> = None;
     for i in 0..zip.len() {
         let mut entry = zip.by_index(i)?;
         let name = entry.name()?.into_owned();
@@ -692,6 +783,16 @@ pub fn audit(package: &Path, spec: &FunctionSpec, extract_to: Option<&Path>) -> 
         };
         if let Some(root) = extract_to {
             let path = prepare_entry(root, &name).map_err(VerifyError::Io)?;
+            // Never write through a symlink of the package (a file under a linked folder).
+            if let Some(parent) = path.parent().filter(|p| Some(*p) != checked_parent.as_deref()) {
+                let inside = std::fs::canonicalize(parent).is_ok_and(|p| p.starts_with(&root_canon));
+                if !inside {
+                    return Err(VerifyError::Io(std::io::Error::other(format!(
+                        "`{name}` would be written through a symlink that leaves the package"
+                    ))));
+                }
+                checked_parent = Some(parent.to_owned());
+            }
             if is_dir {
                 // directories come with their files
             } else if is_symlink {
@@ -774,26 +875,77 @@ fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 
-/// Audits one file's bytes; files that are not object files pass untouched.
+/// Whether Lambda's loaders would pick `name` up: a shared object or extension module
+/// (`.so`, `.so.N`, `.node`, `.pyd`) or a custom runtime's `bootstrap`. Other binaries (tools
+/// a package runs as a subprocess, installers' `.exe` launchers) are only run if the code asks.
+fn loadable(name: &str) -> bool {
+    [".so", ".node", ".pyd"].iter().any(|e| name.ends_with(e)) || name.contains(".so.") || name == "bootstrap"
+}
+
+/// Whether `name` sits in a folder that names another platform than the function's, the
+/// way packages ship binaries for every platform and pick one at run time: `darwin`,
+/// `macos`, `win32`, `windows`, or `linux-<arch>` / `<os>-<arch>` of another architecture
+/// (`prebuilds/linux-arm64/` in an x86_64 function, selenium's `webdriver/common/macos/`).
+fn for_another_platform(name: &str, arch: Architecture) -> bool {
+    let (ours, theirs): (&[&str], &[&str]) = match arch {
+        Architecture::X86_64 => (
+            &["x64", "x86_64", "amd64"],
+            &["arm64", "aarch64", "arm", "armv7", "ia32", "x86"],
+        ),
+        Architecture::Arm64 => (
+            &["arm64", "aarch64"],
+            &["x64", "x86_64", "amd64", "arm", "armv7", "ia32", "x86"],
+        ),
+    };
+    let dirs: Vec<&str> = name.split('/').collect();
+    dirs[..dirs.len().saturating_sub(1)].iter().any(|dir| {
+        let dir = dir.to_ascii_lowercase();
+        let parts: Vec<&str> = dir.split(['-', '_']).collect();
+        let other_os = parts.iter().any(|p| {
+            matches!(
+                *p,
+                "darwin" | "macos" | "osx" | "mac" | "win32" | "win64" | "windows" | "win"
+            )
+        });
+        let other_arch = parts.len() > 1
+            && parts.iter().any(|p| matches!(*p, "linux" | "musl" | "glibc"))
+            && parts.iter().any(|p| theirs.contains(p))
+            && !parts.iter().any(|p| ours.contains(p));
+        other_os || other_arch
+    })
+}
+
+/// Audits one file's bytes; files that are not object files pass untouched. Refuses what
+/// Lambda would try to load and could not; counts the binaries it would not touch.
 fn audit_file(name: &str, data: &[u8], spec: &FunctionSpec, audit: &mut Audit) -> Result<(), VerifyError> {
-    let loadable = [".so", ".node", ".pyd"].iter().any(|e| name.ends_with(e)) || name.contains(".so.");
-    let magic = data.get(..4).unwrap_or_default();
     if !object_magic(data) {
         return Ok(());
     }
-    // A thin Mach-O magic belongs to nothing else: refused even when the file is too short
-    // or too damaged to parse.
+    let loads = loadable(name) && !for_another_platform(name, spec.architecture);
+    let magic = data.get(..4).unwrap_or_default();
+    let arch = spec.architecture.as_str();
+    let foreign = |format: &'static str| VerifyError::ForeignBinary {
+        file: name.to_owned(),
+        format,
+        arch,
+    };
+    // A thin Mach-O magic belongs to nothing else: judged even when the file is too short or
+    // too damaged to parse.
     if matches!(magic, [0xfe, 0xed, 0xfa, 0xce | 0xcf] | [0xce | 0xcf, 0xfa, 0xed, 0xfe]) {
-        return Err(VerifyError::ForeignBinary {
-            file: name.to_owned(),
-            format: "Mach-O (macOS)",
-            arch: spec.architecture.as_str(),
-        });
+        if loads {
+            return Err(foreign("Mach-O (macOS)"));
+        }
+        audit.foreign_files += 1;
+        return Ok(());
     }
     let kind = match FileKind::parse(data) {
         Ok(kind) => kind,
         // `MZ…` text, or `cafebabe` Java classes: not objects we judge.
         Err(_) if magic != b"\x7fELF" => return Ok(()),
+        Err(_) if !loads => {
+            audit.foreign_files += 1;
+            return Ok(());
+        }
         Err(e) => {
             return Err(VerifyError::Corrupt {
                 file: name.to_owned(),
@@ -802,47 +954,44 @@ fn audit_file(name: &str, data: &[u8], spec: &FunctionSpec, audit: &mut Audit) -
             })
         }
     };
-    let arch = spec.architecture.as_str();
     match kind {
-        FileKind::Elf32 | FileKind::Elf64 => audit_elf(name, data, spec, audit),
-        FileKind::MachO32 | FileKind::MachO64 => Err(VerifyError::ForeignBinary {
-            file: name.to_owned(),
-            format: "Mach-O (macOS)",
-            arch,
-        }),
+        FileKind::Elf32 | FileKind::Elf64 => audit_elf(name, data, spec, loads, audit),
         // `cafebabe` is both a fat Mach-O and a Java class file: only loadable names count.
-        FileKind::MachOFat32 | FileKind::MachOFat64 if loadable || !name.ends_with(".class") => {
-            Err(VerifyError::ForeignBinary {
-                file: name.to_owned(),
-                format: "Mach-O universal (macOS)",
-                arch,
-            })
-        }
-        FileKind::Pe32 | FileKind::Pe64 if loadable => Err(VerifyError::ForeignBinary {
-            file: name.to_owned(),
-            format: "PE (Windows)",
-            arch,
-        }),
-        FileKind::Pe32 | FileKind::Pe64 => {
-            audit.windows_files += 1;
+        FileKind::MachOFat32 | FileKind::MachOFat64 if loads => Err(foreign("Mach-O universal (macOS)")),
+        FileKind::Pe32 | FileKind::Pe64 if loads => Err(foreign("PE (Windows)")),
+        FileKind::MachOFat32 | FileKind::MachOFat64 | FileKind::Pe32 | FileKind::Pe64 => {
+            audit.foreign_files += 1;
             Ok(())
         }
         _ => Ok(()),
     }
 }
 
-fn audit_elf(name: &str, data: &[u8], spec: &FunctionSpec, audit: &mut Audit) -> Result<(), VerifyError> {
+/// Audits an ELF file. `loads`: Lambda would load it (see [`loadable`]); one it would not is
+/// only counted when it does not fit.
+fn audit_elf(name: &str, data: &[u8], spec: &FunctionSpec, loads: bool, audit: &mut Audit) -> Result<(), VerifyError> {
     let corrupt = |e: object::Error| VerifyError::Corrupt {
         file: name.to_owned(),
         format: "ELF",
         reason: e.to_string(),
     };
-    let file = object::File::parse(data).map_err(corrupt)?;
+    let file = match object::File::parse(data) {
+        Ok(file) => file,
+        Err(_) if !loads => {
+            audit.foreign_files += 1;
+            return Ok(());
+        }
+        Err(e) => return Err(corrupt(e)),
+    };
     let wanted = match spec.architecture {
         Architecture::X86_64 => object::Architecture::X86_64,
         Architecture::Arm64 => object::Architecture::Aarch64,
     };
     if file.architecture() != wanted || !file.is_64() {
+        if !loads {
+            audit.foreign_files += 1;
+            return Ok(());
+        }
         return Err(VerifyError::WrongMachine {
             file: name.to_owned(),
             found: format!(
@@ -877,6 +1026,10 @@ fn audit_elf(name: &str, data: &[u8], spec: &FunctionSpec, audit: &mut Audit) ->
     let ((has_major, has_minor), _) = runtime_glibc(&spec.runtime);
     if let Some((major, minor)) = needs {
         if (major, minor) > (has_major, has_minor) {
+            if !loads {
+                audit.foreign_files += 1;
+                return Ok(());
+            }
             return Err(VerifyError::Glibc {
                 file: name.to_owned(),
                 needs: format!("{major}.{minor}"),
@@ -888,7 +1041,12 @@ fn audit_elf(name: &str, data: &[u8], spec: &FunctionSpec, audit: &mut Audit) ->
     }
     if let Some(tag) = cpython_tag(name) {
         if let Some(wanted) = spec.runtime.strip_prefix("python") {
-            let found = format!("{}.{}", &tag[..1], &tag[1..]);
+            let digits = tag.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+            let mut found = format!("{}.{}", &digits[..1], &digits[1..]);
+            // `313t`: the free-threaded build, which Lambda's CPython cannot load.
+            if tag.contains('t') {
+                found.push_str(" free-threaded");
+            }
             if found != wanted {
                 return Err(VerifyError::CpythonVersion {
                     file: name.to_owned(),
@@ -912,13 +1070,14 @@ fn glibc_version(name: &[u8]) -> Option<(u32, u32)> {
     Some((major, minor))
 }
 
-/// `pkg/_x.cpython-311-x86_64-linux-gnu.so` → `311`; `None` for other names (`abi3`, plain).
+/// `pkg/_x.cpython-311-x86_64-linux-gnu.so` → `311` (`313t` for a free-threaded build);
+/// `None` for other names (`abi3`, plain).
 fn cpython_tag(name: &str) -> Option<&str> {
     let file = name.rsplit('/').next()?;
     let tag = file.split('.').find_map(|part| part.strip_prefix("cpython-"))?;
-    let digits = tag.split('-').next()?;
-    let digits = digits.trim_end_matches(|c: char| c.is_ascii_alphabetic());
-    (digits.len() >= 2 && digits.chars().all(|c| c.is_ascii_digit())).then_some(digits)
+    let tag = tag.split('-').next()?;
+    let digits = tag.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    (digits.len() >= 2 && digits.chars().all(|c| c.is_ascii_digit())).then_some(tag)
 }
 
 /// `bootstrap` of a custom runtime: executable, and an ELF (checked by the audit) or a script
@@ -980,7 +1139,7 @@ mod tests {
     #[test]
     fn names_and_versions() {
         assert_eq!(cpython_tag("a/_x.cpython-311-x86_64-linux-gnu.so"), Some("311"));
-        assert_eq!(cpython_tag("_x.cpython-313d-x86_64-linux-gnu.so"), Some("313"));
+        assert_eq!(cpython_tag("_x.cpython-313t-x86_64-linux-gnu.so"), Some("313t"));
         assert_eq!(cpython_tag("_x.abi3.so"), None);
         assert_eq!(glibc_version(b"GLIBC_2.28"), Some((2, 28)));
         assert_eq!(glibc_version(b"GLIBC_2.2.5"), Some((2, 2)));
@@ -1016,6 +1175,7 @@ mod tests {
             "m.cpython-313-x86_64-linux-gnu.so",
             &so,
             &spec("python3.13", "x86_64"),
+            true,
             &mut audit,
         )
         .unwrap();
@@ -1026,19 +1186,63 @@ mod tests {
             "m.cpython-311-x86_64-linux-gnu.so",
             &so,
             &spec("python3.13", "x86_64"),
+            true,
             &mut audit,
         )
         .unwrap_err();
         assert!(matches!(err, VerifyError::CpythonVersion { .. }), "{err}");
+        // The free-threaded build of the right version.
+        let err = audit_elf(
+            "m.cpython-313t-x86_64-linux-gnu.so",
+            &so,
+            &spec("python3.13", "x86_64"),
+            true,
+            &mut audit,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("free-threaded"), "{err}");
         // Wrong architecture.
-        let err = audit_elf("m.so", &so, &spec("python3.13", "arm64"), &mut audit).unwrap_err();
+        let err = audit_elf("m.so", &so, &spec("python3.13", "arm64"), true, &mut audit).unwrap_err();
         assert!(matches!(err, VerifyError::WrongMachine { .. }), "{err}");
         // Amazon Linux 2 has glibc 2.26: GLIBC_2.34 is too new for python3.11.
-        let err = audit_elf("m.so", &so, &spec("python3.11", "x86_64"), &mut audit).unwrap_err();
+        let err = audit_elf("m.so", &so, &spec("python3.11", "x86_64"), true, &mut audit).unwrap_err();
         assert!(
             err.to_string().contains("GLIBC_2.34") && err.to_string().contains("2.26"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn binaries_lambda_would_not_load_are_counted_not_refused() {
+        let x86 = spec("python3.13", "x86_64");
+        let macho = [0xcf, 0xfa, 0xed, 0xfe, 7, 0, 0, 1];
+        let mut audit = Audit::default();
+        // selenium's bundled macOS tool, Node prebuilds for other platforms: left alone.
+        audit_file(
+            "selenium/webdriver/common/macos/selenium-manager",
+            &macho,
+            &x86,
+            &mut audit,
+        )
+        .unwrap();
+        audit_file(
+            "node_modules/bufferutil/prebuilds/darwin-x64+arm64/bufferutil.node",
+            &macho,
+            &x86,
+            &mut audit,
+        )
+        .unwrap();
+        let so = host_extension();
+        let arm = spec("python3.13", "arm64");
+        audit_file("node_modules/x/prebuilds/linux-x64/x.node", &so, &arm, &mut audit).unwrap();
+        assert_eq!(audit.foreign_files, 3);
+        assert_eq!(audit.elf_files, 0);
+        // …but the same file where the loader would pick it is refused.
+        assert!(audit_file("node_modules/x/prebuilds/linux-arm64/x.node", &so, &arm, &mut audit).is_err());
+        assert!(audit_file("x.node", &so, &arm, &mut audit).is_err());
+        assert!(for_another_platform("a/win32-x64/b.node", Architecture::X86_64));
+        assert!(!for_another_platform("a/linux-x64/b.node", Architecture::X86_64));
+        assert!(!for_another_platform("numpy/_core/x.so", Architecture::X86_64));
     }
 
     #[test]

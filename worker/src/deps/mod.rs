@@ -562,11 +562,17 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
         let kind = entry.file_type();
         if kind.is_dir() {
             std::fs::create_dir_all(&dest)?;
-        } else if kind.is_symlink() {
-            let _ = std::fs::remove_file(&dest);
-            std::os::unix::fs::symlink(std::fs::read_link(entry.path())?, &dest)?;
         } else {
-            std::fs::copy(entry.path(), &dest)?;
+            // Whatever is there (a symlink of the app's, say) is replaced, never written through.
+            match std::fs::remove_file(&dest) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            if kind.is_symlink() {
+                std::os::unix::fs::symlink(std::fs::read_link(entry.path())?, &dest)?;
+            } else {
+                std::fs::copy(entry.path(), &dest)?;
+            }
         }
     }
     Ok(())

@@ -258,6 +258,20 @@ fn requirements(app: &Path) -> Result<Option<Plan>, SourceError> {
                     text: line.text,
                 });
             }
+            let find_links = match first {
+                "-f" | "--find-links" => words.get(1).copied(),
+                _ => first
+                    .strip_prefix("--find-links=")
+                    .or_else(|| first.strip_prefix("-f").filter(|r| !r.is_empty())),
+            };
+            if let Some(links) = find_links.filter(|l| !l.contains("://")) {
+                // A local wheelhouse: its files are part of what gets installed.
+                match inside(&dir.join(links)) {
+                    Some(p) => plan.local_paths.push(p),
+                    None => return Err(outside(&name, &line)),
+                }
+                continue;
+            }
             if first.starts_with('-') {
                 continue; // an option line (--index-url, --hash on its own, …)
             }
@@ -294,14 +308,26 @@ fn local_path(line: &str) -> Option<String> {
     };
     let target = target.split('[').next().unwrap_or(target);
     if let Some(rest) = target.strip_prefix("file:") {
-        let rest = rest.strip_prefix("//").unwrap_or(rest);
-        return Some(rest.to_owned());
+        // `file://host/path`: the path is absolute whatever the host (`localhost`, empty, or
+        // another), so it can only point outside the app.
+        return Some(match rest.strip_prefix("//") {
+            Some(authority_and_path) => match authority_and_path.find('/') {
+                Some(i) => authority_and_path[i..].to_owned(),
+                None => format!("/{authority_and_path}"),
+            },
+            None => rest.to_owned(),
+        });
     }
+    let archive = [".whl", ".tar.gz", ".zip", ".tar.bz2", ".tgz"]
+        .iter()
+        .any(|e| target.ends_with(e))
+        && !target.contains("://");
     let looks_local = target == "."
         || target == ".."
         || target.starts_with("./")
         || target.starts_with("../")
-        || target.starts_with('/');
+        || target.starts_with('/')
+        || archive;
     looks_local.then(|| target.to_owned())
 }
 
@@ -596,6 +622,13 @@ fn poetry_lock(app: &Path) -> Result<Plan, SourceError> {
                 format!("{display} @ git+{url}@{reference}")
             }
             "url" => format!("{display} @ {url}"),
+            "legacy" => {
+                // A private index: installing the name from PyPI instead could fetch a
+                // different package of the same name.
+                return Err(invalid(format!(
+                    "package `{display}` comes from the private index {url}, which the worker does not use; export a requirements.txt with `--index-url`, or vendor the package"
+                )));
+            }
             _ => format!("{display}=={version}"),
         };
         if let Some(m) = marker.filter(|m| !m.trim().is_empty()) {
@@ -808,6 +841,11 @@ lock-version = "2.1"
         assert_eq!(local_path("./vendor/a"), Some("./vendor/a".into()));
         assert_eq!(local_path("b @ file:./vendor/b"), Some("./vendor/b".into()));
         assert_eq!(local_path("c @ file:///abs/c"), Some("/abs/c".into()));
+        assert_eq!(local_path("c @ file://localhost/etc/x"), Some("/etc/x".into()));
+        assert_eq!(
+            local_path("vendor/pkg-1.0-py3-none-any.whl"),
+            Some("vendor/pkg-1.0-py3-none-any.whl".into())
+        );
         assert_eq!(local_path("six==1.16"), None);
         assert_eq!(local_path("d[x] @ https://h/d.whl"), None);
         assert_eq!(inside(Path::new("a/../b")), Some(PathBuf::from("b")));
