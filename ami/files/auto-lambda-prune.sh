@@ -3,7 +3,8 @@
 #  - build containers that exited more than an hour ago (the worker removes its own; this
 #    catches what a crash left behind);
 #  - dangling images: old versions of a build image after a newer one was pulled;
-#  - per-job directories the worker did not remove (it deletes each one when its job ends);
+#  - per-job directories the worker did not remove (it deletes each one when its job ends), but
+#    not the verifier's staging directory;
 #  - under disk pressure, every image no container uses that was created more than KEEP_HOURS
 #    ago (pre-pulled build images too: the worker pulls one again when it needs it).
 # The worker bounds its dependency cache itself (AUTO_LAMBDA_CACHE_DIR).
@@ -23,8 +24,11 @@ if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
 fi
 
 if [ -d "$work_dir" ]; then
-  # Older than any build can run (build timeout <= 12 h): no job still owns it.
-  find "$work_dir" -mindepth 1 -maxdepth 1 -mmin +"$stale_minutes" -print -exec rm -rf -- {} +
+  # Older than any build can run (build timeout <= 12 h): no job still owns it. The
+  # verifier's staging directory (auto-lambda-verify-<pid>) lives as long as its worker, which
+  # removes those of dead workers when it starts.
+  find "$work_dir" -mindepth 1 -maxdepth 1 -mmin +"$stale_minutes" ! -name 'auto-lambda-verify-*' \
+    -print -exec rm -rf -- {} +
 fi
 
 used=$(used_percent)
