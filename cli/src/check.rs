@@ -95,10 +95,10 @@ pub fn prepare(path: &Path, options: &Options) -> Result<LocalApp, CheckError> {
         package::build(&copy, &zip)?;
         // What the worker will see: the zip unpacked by its own rules (symlinks that leave the
         // app, limits, names).
-        artifact::unpack(&zip, &tree, &worker_limits())?;
+        artifact::unpack(&zip, &tree, &artifact::Limits::DEFAULT)?;
         (zip, dropped)
     } else if path.is_file() && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("zip")) {
-        let unpacked = artifact::unpack(path, &tree, &worker_limits())?;
+        let unpacked = artifact::unpack(path, &tree, &artifact::Limits::DEFAULT)?;
         (path.to_owned(), unpacked.dropped)
     } else {
         return Err(CheckError::NotAnApp(path.to_owned()));
@@ -132,16 +132,6 @@ pub fn prepare(path: &Path, options: &Options) -> Result<LocalApp, CheckError> {
         checks,
         dropped,
     })
-}
-
-/// The worker's default unpack limits (its `--max-*` flags).
-fn worker_limits() -> artifact::Limits {
-    artifact::Limits {
-        max_zip_bytes: 256 << 20,
-        max_unpacked_bytes: 250 << 20,
-        max_entries: 50_000,
-        max_ratio: 200,
-    }
 }
 
 /// Copies the app at `from` into `to`, leaving out version control, bytecode caches and

@@ -28,6 +28,17 @@ pub struct Limits {
     pub max_ratio: u64,
 }
 
+impl Limits {
+    /// The worker's defaults (its `--max-*` flags): a 256 MiB zip, 250 MiB unpacked (Lambda's
+    /// own limit), 50,000 entries, 200:1 per entry.
+    pub const DEFAULT: Limits = Limits {
+        max_zip_bytes: 256 << 20,
+        max_unpacked_bytes: 250 << 20,
+        max_entries: 50_000,
+        max_ratio: 200,
+    };
+}
+
 /// Entries smaller than this are never called bombs, whatever their ratio.
 const RATIO_FLOOR_BYTES: u64 = 1 << 20;
 

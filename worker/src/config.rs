@@ -119,19 +119,19 @@ pub struct Config {
     pub work_dir: Option<PathBuf>,
 
     /// Largest upload accepted, in bytes.
-    #[arg(long, env = "AUTO_LAMBDA_MAX_ZIP_BYTES", default_value_t = 256 << 20)]
+    #[arg(long, env = "AUTO_LAMBDA_MAX_ZIP_BYTES", default_value_t = Limits::DEFAULT.max_zip_bytes)]
     pub max_zip_bytes: u64,
 
     /// Largest total unpacked size of one upload, in bytes (Lambda's own limit is 250 MB).
-    #[arg(long, env = "AUTO_LAMBDA_MAX_UNPACKED_BYTES", default_value_t = 250 << 20)]
+    #[arg(long, env = "AUTO_LAMBDA_MAX_UNPACKED_BYTES", default_value_t = Limits::DEFAULT.max_unpacked_bytes)]
     pub max_unpacked_bytes: u64,
 
     /// Most entries one upload may have.
-    #[arg(long, env = "AUTO_LAMBDA_MAX_ENTRIES", default_value_t = 50_000)]
+    #[arg(long, env = "AUTO_LAMBDA_MAX_ENTRIES", default_value_t = Limits::DEFAULT.max_entries)]
     pub max_entries: usize,
 
     /// Highest uncompressed:compressed ratio of one entry (checked above 1 MiB).
-    #[arg(long, env = "AUTO_LAMBDA_MAX_RATIO", default_value_t = 200)]
+    #[arg(long, env = "AUTO_LAMBDA_MAX_RATIO", default_value_t = Limits::DEFAULT.max_ratio)]
     pub max_ratio: u64,
 
     /// Serve Prometheus /metrics and /healthz on this address, e.g. 127.0.0.1:9464. Off when unset.

@@ -61,6 +61,14 @@ impl Architecture {
             Architecture::Arm64 => "arm64",
         }
     }
+
+    /// The name Linux and the manylinux tags use: `x86_64` or `aarch64`.
+    pub fn linux_name(self) -> &'static str {
+        match self {
+            Architecture::X86_64 => "x86_64",
+            Architecture::Arm64 => "aarch64",
+        }
+    }
 }
 
 /// The function to deploy: the manifest with every default filled in and every value checked.

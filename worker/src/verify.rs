@@ -173,7 +173,6 @@ impl Verifier {
     /// can reach their own job's directory, whose name is random, but not list the others) and
     /// removes those of worker processes that are gone.
     pub fn new(settings: Settings, engine: Arc<Engine>) -> std::io::Result<Self> {
-        use std::os::unix::fs::PermissionsExt;
         if let Ok(dir) = std::fs::read_dir(&settings.work_root) {
             for entry in dir.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
@@ -187,8 +186,7 @@ impl Verifier {
         let stage = settings
             .work_root
             .join(format!("auto-lambda-verify-{}", std::process::id()));
-        std::fs::create_dir_all(&stage)?;
-        std::fs::set_permissions(&stage, std::fs::Permissions::from_mode(0o711))?;
+        create_stage(&stage)?;
         Ok(Self {
             settings,
             engine,
@@ -274,24 +272,27 @@ impl Verifier {
     /// Recreates the staging directory if something removed it (a disk clean-up), and then
     /// restarts the verifiers, whose mount still points at the removed one.
     async fn ensure_stage(&self) -> Result<(), VerifyError> {
-        use std::os::unix::fs::PermissionsExt;
         if self.stage.is_dir() {
             return Ok(());
         }
         tracing::warn!(stage = %self.stage.display(), "The verification staging directory was removed; recreating it.");
-        std::fs::create_dir_all(&self.stage).map_err(VerifyError::Io)?;
-        std::fs::set_permissions(&self.stage, std::fs::Permissions::from_mode(0o711)).map_err(VerifyError::Io)?;
-        let stale: Vec<Warm> = self
+        create_stage(&self.stage).map_err(VerifyError::Io)?;
+        self.remove_verifiers().await;
+        Ok(())
+    }
+
+    /// Forgets every verifier container and removes it.
+    async fn remove_verifiers(&self) {
+        let warm: Vec<Warm> = self
             .slots()
             .drain()
             .filter_map(|(_, slot)| slot.get().cloned())
             .collect();
         if let Ok(sandbox) = self.engine.get().await {
-            for w in stale {
+            for w in warm {
                 sandbox.remove(&w.id).await;
             }
         }
-        Ok(())
     }
 
     fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::OnceCell<Warm>>>> {
@@ -494,18 +495,17 @@ impl Verifier {
 
     /// Removes the warm containers and the staging directory. Called at shutdown.
     pub async fn shutdown(&self) {
-        let warm: Vec<Warm> = self
-            .slots()
-            .drain()
-            .filter_map(|(_, slot)| slot.get().cloned())
-            .collect();
-        if let Ok(sandbox) = self.engine.get().await {
-            for w in warm {
-                sandbox.remove(&w.id).await;
-            }
-        }
+        self.remove_verifiers().await;
         let _ = std::fs::remove_dir_all(&self.stage);
     }
+}
+
+/// Creates the staging directory `stage` with mode 0711: the checks can reach their own job's
+/// directory, whose name is random, but not list the others.
+fn create_stage(stage: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(stage)?;
+    std::fs::set_permissions(stage, std::fs::Permissions::from_mode(0o711))
 }
 
 /// Runs `"$0" "$@"` (the check) under `timeout -s KILL`, then kills whatever the check left
@@ -521,7 +521,7 @@ fn check_uid(n: u32) -> String {
 }
 
 /// `python3.13` → `3.13`; `nodejs20.x` → `20`.
-fn interpreter_of(runtime: &str) -> String {
+pub fn interpreter_of(runtime: &str) -> String {
     if let Some(v) = runtime.strip_prefix("python") {
         v.to_owned()
     } else {
@@ -704,7 +704,7 @@ impl Audit {
                 0 => "no native files".to_owned(),
                 n => format!(
                     "no native files for {} ({n} binaries for other platforms ignored)",
-                    elf_arch_name(arch)
+                    arch.linux_name()
                 ),
             };
         }
@@ -712,7 +712,7 @@ impl Audit {
             "{} file{}, {}",
             self.elf_files,
             if self.elf_files == 1 { "" } else { "s" },
-            elf_arch_name(arch)
+            arch.linux_name()
         );
         if let Some((a, b)) = self.max_glibc {
             s.push_str(&format!(", glibc ≤ {a}.{b}"));
@@ -730,13 +730,6 @@ impl Audit {
             ));
         }
         s
-    }
-}
-
-fn elf_arch_name(arch: Architecture) -> &'static str {
-    match arch {
-        Architecture::X86_64 => "x86_64",
-        Architecture::Arm64 => "aarch64",
     }
 }
 
@@ -999,7 +992,7 @@ fn audit_elf(name: &str, data: &[u8], spec: &FunctionSpec, loads: bool, audit: &
                 file.architecture(),
                 if file.is_64() { "" } else { " (32-bit)" }
             ),
-            wanted: elf_arch_name(spec.architecture),
+            wanted: spec.architecture.linux_name(),
         });
     }
     audit.elf_files += 1;
@@ -1090,7 +1083,7 @@ fn check_bootstrap(data: &[u8], mode: u32, symlink: bool, spec: &FunctionSpec) -
         return Err(VerifyError::Bootstrap("is not executable".into()));
     }
     if data.starts_with(b"\x7fELF") {
-        return Ok(format!("ELF executable, {}", elf_arch_name(spec.architecture)));
+        return Ok(format!("ELF executable, {}", spec.architecture.linux_name()));
     }
     let Some(rest) = data.strip_prefix(b"#!") else {
         return Err(VerifyError::Bootstrap(

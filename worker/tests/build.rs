@@ -11,25 +11,6 @@ use support::*;
 
 const T: Duration = Duration::from_secs(180);
 
-/// A worker that builds offline in the local test image, one job at a time, with its
-/// dependency cache in `cache`, plus `extra` flags.
-fn spawn_builder(stack: &Stack, cache: &std::path::Path, extra: &[&str]) -> Worker {
-    let image = format!("python3.13={}", test_build_image());
-    let cache = cache.display().to_string();
-    let mut args = vec![
-        "--build-image",
-        &image,
-        "--build-network",
-        "none",
-        "--concurrency",
-        "1",
-        "--cache-dir",
-        &cache,
-    ];
-    args.extend_from_slice(extra);
-    Worker::spawn(stack, &args)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn native_extension_is_compiled_imported_and_cached() {
     let moto = Moto::start();

@@ -176,18 +176,7 @@ async fn a_cache_hit_skips_the_build_but_not_verification() {
     let stack = moto.bootstrap("verifycache", false);
     let aws = Aws::new(&stack.endpoint).await;
     let cache = tempfile::tempdir().unwrap();
-    let image = format!("python3.13={}", test_build_image());
-    let _worker = Worker::spawn(
-        &stack,
-        &[
-            "--build-image",
-            &image,
-            "--build-network",
-            "none",
-            "--cache-dir",
-            cache.path().to_str().unwrap(),
-        ],
-    );
+    let _worker = spawn_builder(&stack, cache.path(), &[]);
     let native = dir_files(&repo_root().join("examples/python-native"));
     let key = "apps/native.zip";
     let id = aws.upload(&stack, key, zip_owned(&native)).await;

@@ -580,14 +580,7 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
 
 /// `python3.13` → `3.13`.
 fn python_version(spec: &FunctionSpec) -> String {
-    spec.runtime.trim_start_matches("python").to_owned()
-}
-
-fn arch_name(spec: &FunctionSpec) -> &'static str {
-    match spec.architecture {
-        Architecture::X86_64 => "x86_64",
-        Architecture::Arm64 => "aarch64",
-    }
+    crate::verify::interpreter_of(&spec.runtime)
 }
 
 /// uv's `--python-platform` for the runtime: `x86_64-manylinux_2_34` on Amazon Linux 2023;
@@ -598,7 +591,7 @@ fn uv_platform(spec: &FunctionSpec) -> String {
         (2, minor) if minor >= 34 => "manylinux_2_34",
         _ => "manylinux_2_17",
     };
-    format!("{}-{tag}", arch_name(spec))
+    format!("{}-{tag}", spec.architecture.linux_name())
 }
 
 /// pip's `--platform` values for the runtime, newest first: every manylinux tag the runtime's
@@ -608,7 +601,7 @@ fn uv_platform(spec: &FunctionSpec) -> String {
 /// finds no numpy, whose wheels say `manylinux_2_28`), so each is given.
 fn pip_platforms(spec: &FunctionSpec) -> Vec<String> {
     let ((_, newest), _) = crate::verify::runtime_glibc(&spec.runtime);
-    let arch = arch_name(spec);
+    let arch = spec.architecture.linux_name();
     let mut tags: Vec<String> = (17..=newest)
         .rev()
         .map(|minor| format!("manylinux_2_{minor}_{arch}"))

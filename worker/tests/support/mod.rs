@@ -265,6 +265,25 @@ impl Drop for Worker {
     }
 }
 
+/// A worker that builds offline in the local python3.13 image, one job at a time, with its
+/// dependency cache in `cache`, plus `extra` flags.
+pub fn spawn_builder(stack: &Stack, cache: &Path, extra: &[&str]) -> Worker {
+    let image = format!("python3.13={}", test_build_image());
+    let cache = cache.display().to_string();
+    let mut args = vec![
+        "--build-image",
+        &image,
+        "--build-network",
+        "none",
+        "--concurrency",
+        "1",
+        "--cache-dir",
+        &cache,
+    ];
+    args.extend_from_slice(extra);
+    Worker::spawn(stack, &args)
+}
+
 /// The worker binary with moto's endpoint and fake credentials in its environment.
 pub fn worker_command(stack: &Stack) -> Command {
     auto_lambda_testkit::worker_command(Path::new(env!("CARGO_BIN_EXE_auto-lambda-worker")), stack)
