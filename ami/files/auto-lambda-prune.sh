@@ -6,11 +6,13 @@
 #  - per-job directories the worker did not remove (it deletes each one when its job ends), but
 #    not the verifier's staging directory;
 #  - under disk pressure, every image no container uses that was created more than KEEP_HOURS
-#    ago (pre-pulled build images too: the worker pulls one again when it needs it).
+#    ago (pre-pulled build images too: the worker pulls one again when it needs it), and the
+#    worker's uv wheel cache (<AUTO_LAMBDA_CACHE_DIR>/uv: the next builds download again).
 # The worker bounds its dependency cache itself (AUTO_LAMBDA_CACHE_DIR).
 set -euo pipefail
 
 work_dir=${AUTO_LAMBDA_WORK_DIR:-/var/lib/auto-lambda/work}
+uv_cache=${AUTO_LAMBDA_CACHE_DIR:-/var/cache/auto-lambda}/uv
 high_water=${AUTO_LAMBDA_PRUNE_HIGH_WATER_PERCENT:-80}
 keep_hours=${AUTO_LAMBDA_PRUNE_KEEP_HOURS:-168}
 stale_minutes=${AUTO_LAMBDA_PRUNE_STALE_MINUTES:-1440}
@@ -35,5 +37,10 @@ used=$(used_percent)
 if [ "$used" -ge "$high_water" ] && command -v docker >/dev/null; then
   echo "root volume ${used}% used (>= ${high_water}%): pruning unused images older than ${keep_hours} h"
   docker image prune --all --force --filter "until=${keep_hours}h"
+fi
+if [ "$(used_percent)" -ge "$high_water" ] && [ -d "$uv_cache" ] && command -v uv >/dev/null; then
+  # uv waits for installs in progress to finish (its cache lock); ten minutes at most.
+  echo "root volume still >= ${high_water}% used: clearing the uv wheel cache $uv_cache"
+  UV_CACHE_DIR=$uv_cache timeout 600 uv cache clean || echo "uv cache clean did not finish; next run tries again"
 fi
 echo "root volume $(used_percent)% used after pruning"

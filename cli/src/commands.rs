@@ -265,8 +265,12 @@ fn print_report(r: &Value) {
         say(format!("url        {url}"));
     }
     if let Some(from) = r["dependencies_from"].as_str() {
+        let built_on = r["built_on"]
+            .as_str()
+            .map(|on| format!(" on the {on}"))
+            .unwrap_or_default();
         say(format!(
-            "deps       {from} ({}, {})",
+            "deps       {from} ({}, {}{built_on})",
             r["dependencies"].as_str().unwrap_or("-"),
             r["installer"].as_str().unwrap_or("-")
         ));

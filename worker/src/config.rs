@@ -192,6 +192,14 @@ pub struct Config {
     #[arg(long, env = "AUTO_LAMBDA_BUILD_PYTHON", default_value = "python3")]
     pub build_python: String,
 
+    /// In docker mode, install a Python app's dependencies as prebuilt wheels on this worker
+    /// first (uv, with the persistent wheel cache `<cache-dir>/uv`), and start a build
+    /// container only when that fails, e.g. a requirement with no wheel for the function's
+    /// platform, or a local package to build. Installing a wheel runs no code from the
+    /// upload, so the cache can be kept between jobs. `false`: every build uses a container.
+    #[arg(long, env = "AUTO_LAMBDA_WHEELS_FIRST", default_value_t = true, action = clap::ArgAction::Set)]
+    pub wheels_first: bool,
+
     /// Verify every package before it is deployed: audit its native files (architecture,
     /// glibc, CPython version, no macOS or Windows binaries) and load its handler in a warm
     /// container of the runtime's build image, with the network off. On by default; turn it
@@ -394,6 +402,8 @@ impl Config {
             host_python: self.build_python.clone(),
             installer: self.python_installer,
             uv: self.uv(),
+            wheels_first: self.wheels_first,
+            uv_cache: self.cache_dir().join("uv"),
         }
     }
 

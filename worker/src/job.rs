@@ -121,6 +121,7 @@ struct Done {
     /// The file they came from and the tool that installed them.
     dependencies_from: Option<&'static str>,
     installer: Option<&'static str>,
+    built_on: Option<&'static str>,
     build_log: Option<String>,
     checks: crate::verify::Checks,
 }
@@ -138,6 +139,7 @@ impl Done {
             dependencies: None,
             dependencies_from: None,
             installer: None,
+            built_on: None,
             build_log: None,
             checks: Default::default(),
         }
@@ -167,6 +169,7 @@ async fn work_object(ctx: &Context, message: &Received, object: &ObjectCreated) 
         dependencies: None,
         dependencies_from: None,
         installer: None,
+        built_on: None,
         checks: Default::default(),
         dropped_files: Vec::new(),
         message_id: message.message_id.clone(),
@@ -187,6 +190,7 @@ async fn work_object(ctx: &Context, message: &Received, object: &ObjectCreated) 
             report.dependencies = done.dependencies;
             report.dependencies_from = done.dependencies_from;
             report.installer = done.installer;
+            report.built_on = done.built_on;
             report.build_log_tail = done.build_log;
             report.checks = done.checks;
             tracing::info!(function = %done.spec.name, outcome = done.outcome.as_str(), version = ?report.version, code_sha256 = %done.package.code_sha256, "Job done.");
@@ -312,6 +316,7 @@ async fn run_stages(
         });
         done.dependencies_from = Some(deps.from);
         done.installer = Some(deps.installer);
+        done.built_on = deps.built_on;
         done.build_log = Some(deps.log_tail).filter(|l| !l.is_empty());
     }
     Ok(done)
@@ -393,6 +398,7 @@ async fn deploy_if_newer(
         dependencies: None,
         dependencies_from: None,
         installer: None,
+        built_on: None,
         build_log: None,
         checks: Default::default(),
     })

@@ -89,6 +89,8 @@ pub struct StatusReport {
     pub dependencies_from: Option<&'static str>,
     /// What installed them: `uv`, `pip` or `npm`.
     pub installer: Option<&'static str>,
+    /// Where, when built now: `worker` (prebuilt wheels only, no container) or `container`.
+    pub built_on: Option<&'static str>,
     /// What verification proved before the deploy, check → result, e.g. `import: ok (Python
     /// 3.13.5)`, `handler: app.handler callable`, `elf: 3 files, x86_64, glibc ≤ 2.28`.
     pub checks: crate::verify::Checks,

@@ -16,7 +16,12 @@ const T: Duration = Duration::from_secs(300);
 
 /// A worker that installs from PyPI in the local images, with its cache in `cache`.
 fn online_worker(stack: &Stack, cache: &Path) -> Worker {
+    online_worker_with(stack, cache, &[])
+}
+
+fn online_worker_with(stack: &Stack, cache: &Path, extra: &[&str]) -> Worker {
     let mut args = vec!["--build-network", "bridge", "--cache-dir", cache.to_str().unwrap()];
+    args.extend(extra);
     let ca = "/etc/ssl/certs/ca-certificates.crt";
     if Path::new(ca).is_file() {
         args.extend(["--build-ca-bundle", ca]);
@@ -60,6 +65,17 @@ fn shared_objects(cache: &Path) -> Vec<(String, u16)> {
         }
     }
     out
+}
+
+/// The newest glibc minor version any ELF file of the package needs, from the report's
+/// `elf` check (`… glibc ≤ 2.N …`).
+fn glibc_minor(report: &serde_json::Value) -> u32 {
+    let elf = report["checks"]["elf"].as_str().unwrap();
+    let minor = elf
+        .split("glibc ≤ 2.")
+        .nth(1)
+        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next());
+    minor.unwrap_or_else(|| panic!("no glibc in {elf}")).parse().unwrap()
 }
 
 fn has_dist(names: &[String], dist: &str) -> bool {
@@ -282,10 +298,11 @@ async fn wheels_fit_the_runtime_not_the_build_host() {
     }
     drop(worker);
 
-    // A python3.11 function (Amazon Linux 2, glibc 2.26) built in an image with glibc 2.36:
-    // the wheels are picked for 2.26, not for the image.
+    // A python3.11 function (Amazon Linux 2, glibc 2.26) built in an image with glibc 2.36
+    // (in the container: wheels first is off here): the wheels are picked for 2.26, not for
+    // the image.
     let cache = tempfile::tempdir().unwrap();
-    let worker = online_worker(&stack, cache.path());
+    let worker = online_worker_with(&stack, cache.path(), &["--wheels-first", "false"]);
     let app: Vec<(&str, &[u8])> = vec![
         (
             "app.py",
@@ -297,17 +314,12 @@ async fn wheels_fit_the_runtime_not_the_build_host() {
     let id = aws.upload(&stack, "apps/crypto311.zip", zip_of(&app)).await;
     let r = aws.wait_report(&stack, "apps/crypto311.zip", &id, T).await;
     assert_eq!(r["outcome"], "deployed", "{r:#}");
+    assert_eq!(r["built_on"], "container", "{r:#}");
     assert!(
         r["checks"]["import"].as_str().unwrap().starts_with("ok (Python 3.11"),
         "{r:#}"
     );
-    let elf = r["checks"]["elf"].as_str().unwrap();
-    let glibc = elf
-        .split("glibc ≤ 2.")
-        .nth(1)
-        .map(|s| s.split(|c: char| !c.is_ascii_digit()).next().unwrap());
-    let minor: u32 = glibc.unwrap_or_else(|| panic!("no glibc in {elf}")).parse().unwrap();
-    assert!(minor <= 26, "every ELF needs glibc ≤ 2.26: {elf}");
+    assert!(glibc_minor(&r) <= 26, "every ELF needs glibc ≤ 2.26: {r:#}");
     let names = cached_names(cache.path());
     assert!(
         names.iter().any(|n| n.starts_with("cryptography-44.0.0.dist-info/")),
@@ -340,4 +352,58 @@ async fn wheels_fit_the_runtime_not_the_build_host() {
     let r = aws.wait_report(&stack, "apps/arm-native.zip", &id, T).await;
     assert_eq!(r["outcome"], "failed", "{r:#}");
     assert!(r["error"].as_str().unwrap().contains("./vendor/fastsum"), "{r:#}");
+}
+
+/// Docker mode installs wheels on the worker first, from uv's cache kept between jobs, and
+/// starts a build container only for what has no wheel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wheels_first_then_a_container_only_when_needed() {
+    let moto = Moto::start();
+    let stack = moto.bootstrap("wheelsfirst", false);
+    let aws = Aws::new(&stack.endpoint).await;
+    let cache = tempfile::tempdir().unwrap();
+    let _worker = online_worker(&stack, cache.path());
+
+    // Wheels for everything: no container, and the wheels stay in the worker's uv cache.
+    let app: Vec<(&str, &[u8])> = vec![
+        (
+            "app.py",
+            b"from cryptography.fernet import Fernet\nimport six\ndef handler(e, c):\n    return Fernet.generate_key().decode()\n",
+        ),
+        ("requirements.txt", b"cryptography==44.0.0\nsix==1.16.0\n"),
+        ("lambda.toml", b"runtime = \"python3.11\"\n"),
+    ];
+    let id = aws.upload(&stack, "apps/wheels.zip", zip_of(&app)).await;
+    let r = aws.wait_report(&stack, "apps/wheels.zip", &id, T).await;
+    assert_eq!(r["outcome"], "deployed", "{r:#}");
+    assert_eq!(r["built_on"], "worker", "{r:#}");
+    assert_eq!(r["installer"], "uv", "{r:#}");
+    assert!(
+        r["checks"]["import"].as_str().unwrap().starts_with("ok (Python 3.11"),
+        "the package loads in the runtime's image: {r:#}"
+    );
+    // The runtime's glibc (2.26 on Amazon Linux 2), not the worker's, picked the wheels.
+    assert!(glibc_minor(&r) <= 26, "every ELF needs glibc ≤ 2.26: {r:#}");
+    let uv_cache = cache.path().join("uv");
+    let cached = walkdir::WalkDir::new(&uv_cache)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("cryptography"))
+        .count();
+    assert!(cached > 0, "the wheel is kept in {}", uv_cache.display());
+
+    // A source-only requirement (docopt publishes no wheel): built in a container.
+    let app: Vec<(&str, &[u8])> = vec![
+        (
+            "app.py",
+            b"import docopt, six\ndef handler(e, c):\n    return docopt.__version__\n",
+        ),
+        ("requirements.txt", b"docopt==0.6.2\nsix==1.16.0\n"),
+    ];
+    let id = aws.upload(&stack, "apps/sdist.zip", zip_of(&app)).await;
+    let r = aws.wait_report(&stack, "apps/sdist.zip", &id, T).await;
+    assert_eq!(r["outcome"], "deployed", "{r:#}");
+    assert_eq!(r["built_on"], "container", "{r:#}");
+    assert_eq!(r["checks"]["handler"], "app.handler callable", "{r:#}");
+    assert!(has_dist(&cached_names(cache.path()), "docopt-0.6.2"));
 }

@@ -15,6 +15,13 @@
 //!   function's Python version, architecture and glibc. Nothing is compiled; a requirement
 //!   with no such wheel is a permanent error that names it.
 //!
+//! * **Wheels first** (docker mode, uv, the default): a Python app's dependencies are first
+//!   installed as wheels on the worker, from uv's cache kept between jobs (`<cache-dir>/uv`),
+//!   and a container starts only when that fails (a requirement with no wheel for the
+//!   platform, a local package). A warm-cache install is a hard link per file. Installing a
+//!   wheel runs no code from the upload, and uv keys its cache by index URL, so one upload
+//!   cannot plant a package for another that uses a different index.
+//!
 //! Platform tags always come from the runtime, never from the build host: Amazon Linux 2
 //! runtimes (python3.9–3.11, glibc 2.26) take manylinux wheels up to 2.26 (uv's nearest
 //! target at or below it is `manylinux_2_17`), Amazon Linux 2023 runtimes (glibc 2.34) up to
@@ -72,6 +79,11 @@ pub struct Settings {
     pub installer: PythonInstaller,
     /// The uv binary (statically linked: it runs on the worker and, mounted, in any image).
     pub uv: Option<PathBuf>,
+    /// Docker mode: try a wheels-only install on the worker (uv only) before a container.
+    pub wheels_first: bool,
+    /// uv's cache for installs on the worker, kept between jobs (only wheels go in: no code
+    /// from an upload runs there). Build containers get an empty cache of their own.
+    pub uv_cache: PathBuf,
 }
 
 /// Built dependencies, ready to be merged into a package.
@@ -87,6 +99,8 @@ pub struct Deps {
     pub from: &'static str,
     /// What installed them: `uv`, `pip`, `npm`.
     pub installer: &'static str,
+    /// Where they were installed, when built now: `worker` (wheels only) or `container`.
+    pub built_on: Option<&'static str>,
 }
 
 /// Why dependencies could not be built. Classified in [`crate::error`].
@@ -309,6 +323,7 @@ impl Builder {
                 log_tail: String::new(),
                 from,
                 installer: tool.as_str(),
+                built_on: None,
             }));
         }
 
@@ -325,12 +340,38 @@ impl Builder {
                 std::fs::write(path, content).map_err(BuildError::Io)?;
             }
         }
-        let log_tail = match (&route, &plan) {
-            (Route::Container(image), _) => {
-                self.build_in_container(app, &inputs, &out, image, &plan, tool, spec)
-                    .await?
+        let (log_tail, built_on) = match (&route, &plan) {
+            (Route::Container(image), Plan::Python(p)) if self.wheels_first(tool, p) => {
+                // Offline builds stay offline: only what the app brings (`--find-links`).
+                let offline = self.settings.limits.network == "none";
+                match self
+                    .build_wheels(app, &inputs, &out, work, p, tool, spec, offline)
+                    .await
+                {
+                    Ok(log) => (log, "worker"),
+                    Err(err) => {
+                        tracing::info!(error = %err, "Not installable as wheels on the worker; building in a container.");
+                        std::fs::remove_dir_all(&out)
+                            .and_then(|()| std::fs::create_dir(&out))
+                            .map_err(BuildError::Io)?;
+                        let log = self
+                            .build_in_container(app, &inputs, &out, image, &plan, tool, spec)
+                            .await?;
+                        (log, "container")
+                    }
+                }
             }
-            (Route::HostWheels, Plan::Python(p)) => self.build_wheels(app, &inputs, &out, work, p, tool, spec).await?,
+            (Route::Container(image), _) => {
+                let log = self
+                    .build_in_container(app, &inputs, &out, image, &plan, tool, spec)
+                    .await?;
+                (log, "container")
+            }
+            (Route::HostWheels, Plan::Python(p)) => (
+                self.build_wheels(app, &inputs, &out, work, p, tool, spec, false)
+                    .await?,
+                "worker",
+            ),
             (Route::HostWheels, Plan::Node) => unreachable!("Node never installs wheels"),
         };
         let zip = work.join("deps.zip");
@@ -345,7 +386,14 @@ impl Builder {
             log_tail,
             from,
             installer: tool.as_str(),
+            built_on: Some(built_on),
         }))
+    }
+
+    /// Whether a docker-mode Python build first tries wheels on the worker: uv only (its cache
+    /// makes it fast; pip's would not), and not for local packages, which must be built.
+    fn wheels_first(&self, tool: Tool, plan: &source::Plan) -> bool {
+        self.settings.wheels_first && tool == Tool::Uv && plan.local_paths.is_empty()
     }
 
     fn image(&self, runtime: &str) -> String {
@@ -445,6 +493,7 @@ impl Builder {
         plan: &source::Plan,
         tool: Tool,
         spec: &FunctionSpec,
+        offline: bool,
     ) -> Result<String, BuildError> {
         // A copy of the app with the requirements laid over it, as in a container.
         let tree = work.join("src");
@@ -456,14 +505,26 @@ impl Builder {
             Tool::Uv => {
                 let uv = self.settings.uv.clone().unwrap_or_default();
                 let mut cmd = tokio::process::Command::new(&uv);
-                cmd.args(["pip", "install", "--no-config", "--no-progress", "--link-mode", "copy"])
-                    .args(["--python", python])
-                    .args(["--python-platform", &uv_platform(spec)])
-                    .args(["--python-version", &version])
-                    .args(["--only-binary", ":all:"])
-                    .env("UV_CACHE_DIR", work.join("uv-cache"))
-                    .env("UV_PYTHON_DOWNLOADS", "never")
-                    .env_remove("VIRTUAL_ENV");
+                // Hard links from the cache (uv copies where the cache is on another file
+                // system): nothing writes to the installed tree before it is zipped.
+                cmd.args([
+                    "pip",
+                    "install",
+                    "--no-config",
+                    "--no-progress",
+                    "--link-mode",
+                    "hardlink",
+                ])
+                .args(["--python", python])
+                .args(["--python-platform", &uv_platform(spec)])
+                .args(["--python-version", &version])
+                .args(["--only-binary", ":all:"])
+                .env("UV_CACHE_DIR", &self.settings.uv_cache)
+                .env("UV_PYTHON_DOWNLOADS", "never")
+                .env_remove("VIRTUAL_ENV");
+                if offline {
+                    cmd.args(["--offline", "--no-index"]);
+                }
                 (uv.display().to_string(), cmd)
             }
             _ => {
@@ -481,6 +542,9 @@ impl Builder {
                 }
                 cmd.args(["--only-binary=:all:", "--implementation", "cp"])
                     .args(["--python-version", &version]);
+                if offline {
+                    cmd.arg("--no-index");
+                }
                 (python.clone(), cmd)
             }
         };
@@ -763,6 +827,8 @@ mod tests {
             host_python: "python3".into(),
             installer: PythonInstaller::Auto,
             uv: None,
+            wheels_first: true,
+            uv_cache: dir.path().join("uv-cache"),
         };
         let cache = Cache::new(dir.path().join("cache"), 1 << 20, None).unwrap();
         let builder = Builder::new(settings.clone(), cache, Arc::new(Engine::new(settings.limits.clone())));
