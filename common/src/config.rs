@@ -1,10 +1,22 @@
 //! Refusing bad configuration the same way in both binaries: one line on stderr that names the
 //! setting, and exit status 64 (`EX_USAGE`), which the systemd units treat as "do not restart".
+//! A start-up failure that may pass by itself (the queue not reachable yet) exits 75
+//! (`EX_TEMPFAIL`), which the units restart.
 
 use std::fmt;
 
 /// Exit status for invalid configuration (sysexits.h `EX_USAGE`).
 pub const EXIT_CONFIG: i32 = 64;
+
+/// Exit status for a start-up failure that may pass by itself, such as a network outage or an
+/// IAM change still propagating (sysexits.h `EX_TEMPFAIL`).
+pub const EXIT_TEMPFAIL: i32 = 75;
+
+/// Prints `error: {err}` on one line and exits 75: try again later.
+pub fn exit_tempfail(err: &dyn fmt::Display) -> ! {
+    eprintln!("error: {err} (temporary: exiting 75 so that systemd starts the service again)");
+    std::process::exit(EXIT_TEMPFAIL)
+}
 
 /// A setting that cannot be used, named as the operator would write it.
 #[derive(Debug)]

@@ -86,7 +86,13 @@ pub enum StartError {
     #[error("scale-in protection is on but unavailable: {0}")]
     Protection(#[from] protection::ProtectionError),
     #[error("cannot reach the queue {queue_url} (check --queue-url and --endpoint-url): {reason}")]
-    QueueUnreachable { queue_url: String, reason: String },
+    QueueUnreachable {
+        queue_url: String,
+        reason: String,
+        /// What [`error::sdk`] made of the last attempt: transient (network, throttling, 5xx)
+        /// or permanent (no such queue, access denied, a malformed URL).
+        transient: bool,
+    },
     #[error("cannot create the verification staging directory under {dir}: {source}")]
     StageDir {
         dir: std::path::PathBuf,
@@ -95,6 +101,14 @@ pub enum StartError {
     },
     #[error("--build-image / AUTO_LAMBDA_BUILD_IMAGES: {0}")]
     BuildImage(verify::VerifyError),
+}
+
+impl StartError {
+    /// Whether starting again later may succeed (exit 75) rather than needing a change of
+    /// configuration (exit 64).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StartError::QueueUnreachable { transient: true, .. })
+    }
 }
 
 /// Checks, before taking any work, that the queue answers. Retries until `timeout`, so that a
@@ -119,6 +133,7 @@ pub async fn preflight(config: &Config, clients: &Clients) -> Result<(), StartEr
                     return Err(StartError::QueueUnreachable {
                         queue_url: config.queue_url.clone(),
                         reason,
+                        transient: !permanent,
                     });
                 }
                 tracing::info!(%reason, "Queue not reachable yet; retrying.");

@@ -24,6 +24,9 @@ async fn main() {
     }
     let clients = Clients::new(&aws::load_sdk_config(&config.aws).await);
     if let Err(err) = preflight(&config, &clients).await {
+        if err.is_transient() {
+            config::exit_tempfail(&err);
+        }
         config::ConfigError::new("--queue-url / --endpoint-url", err.to_string()).exit();
     }
     systemd::ready();

@@ -206,14 +206,15 @@ fn missing_queue_url_exits_64_naming_the_setting() {
 }
 
 #[test]
-fn unreachable_endpoint_exits_64_naming_the_setting() {
-    let port = free_port(); // nothing listens here
+fn unreachable_endpoint_exits_75_naming_the_setting() {
+    // Nothing listens there: it may yet (a network outage), so systemd should start it again.
+    let port = free_port();
     let stack = Stack::unreachable(&format!("http://127.0.0.1:{port}"));
     let out = worker_command(&stack)
         .args(["--startup-timeout-secs", "1"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(64));
+    assert_eq!(out.status.code(), Some(75));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
     assert!(stderr.contains("--endpoint-url"), "{stderr}");
