@@ -9,11 +9,17 @@
 # the service user, installs the binaries and units, and pre-pulls the build images in
 # $BUILD_IMAGES. It enables no auto-lambda service: the instance's user data (written by infra/)
 # writes the configuration and enables the worker or the publisher.
+#
+# INSTALL_OS_PACKAGES=0 (dev/test-systemd.sh, in a Debian container with systemd as PID 1)
+# skips every step that needs dnf or the packages it brings (Docker, the CloudWatch agent,
+# rsyslog, pre-pulled images), installs uv from $STAGING/uv, and leaves $STAGING in place: the
+# rest (user, binaries, units, journald, the timer) is laid out exactly as on the AMI.
 set -euo pipefail
 
 staging=${STAGING:-/tmp/auto-lambda}
 read -r -a build_images <<<"${BUILD_IMAGES:-}"
 user=auto-lambda
+os_packages=${INSTALL_OS_PACKAGES:-1}
 
 log() { printf '[install] %s\n' "$*"; }
 
@@ -25,21 +31,25 @@ for f in auto-lambda-worker queue-metric-publisher systemd files; do
   [ -e "$staging/$f" ] || { echo "missing $staging/$f" >&2; exit 1; }
 done
 
-log "packages"
-dnf -y -q upgrade
-# python3-pip: wheels-only builds can run pip on the host, and it installs uv below.
-dnf -y -q install docker amazon-cloudwatch-agent rsyslog logrotate findutils python3-pip
-
 # uv: the Python installer the worker runs on the host and mounts into build containers. PyPI's
 # wheel holds one static binary (manylinux_2_17); the version is pinned in files/uv-version.
-log "uv $(cat "$staging/files/uv-version")"
-python3 -m pip install --quiet --no-cache-dir --prefix /usr/local "uv==$(tr -d '[:space:]' <"$staging/files/uv-version")"
-/usr/local/bin/uv --version
+if [ "$os_packages" = 1 ]; then
+  log "packages"
+  dnf -y -q upgrade
+  # python3-pip: wheels-only builds can run pip on the host, and it installs uv below.
+  dnf -y -q install docker amazon-cloudwatch-agent rsyslog logrotate findutils python3-pip
+  log "uv $(cat "$staging/files/uv-version")"
+  python3 -m pip install --quiet --no-cache-dir --prefix /usr/local "uv==$(tr -d '[:space:]' <"$staging/files/uv-version")"
 
-log "docker"
-install -d -m 0755 /etc/docker
-install -m 0644 "$staging/files/docker-daemon.json" /etc/docker/daemon.json
-systemctl enable docker.service
+  log "docker"
+  install -d -m 0755 /etc/docker
+  install -m 0644 "$staging/files/docker-daemon.json" /etc/docker/daemon.json
+  systemctl enable docker.service
+else
+  log "uv from $staging/uv (no OS packages)"
+  install -m 0755 "$staging/uv" /usr/local/bin/uv
+fi
+/usr/local/bin/uv --version
 
 log "service user $user"
 # Home = the unit's StateDirectory, so tools the worker runs (docker CLI) have a writable home.
@@ -65,6 +75,11 @@ install -m 0644 "$staging/files/journald-auto-lambda.conf" /etc/systemd/journald
 systemctl daemon-reload
 systemctl enable auto-lambda-prune.timer
 # Deliberately not enabled: auto-lambda-worker.service, queue-metric-publisher.service.
+
+if [ "$os_packages" != 1 ]; then
+  log "done (no OS packages: logs shipping, image pre-pull and clean-up skipped)"
+  exit 0
+fi
 
 log "logs: journald -> rsyslog -> /var/log/auto-lambda -> CloudWatch agent"
 # The agent runs as cwagent (created by its package) and reads the files through their group.

@@ -9,6 +9,9 @@
 #   python3.11   auto-lambda/build-python3.11:test   Debian bookworm (Python 3.11)
 #   python3.13   auto-lambda/build-python3.13:test   Debian trixie   (Python 3.13)
 #   nodejs20.x   auto-lambda/build-nodejs20.x:test   Debian trixie   (Node.js 20)
+#   systemd      auto-lambda/systemd:test            Debian bookworm, systemd 252 as PID 1 (the
+#                                                    same major version as Amazon Linux 2023's),
+#                                                    for dev/test-systemd.sh; not a build image
 #   python       the same as python3.13 (the default when no image is named)
 #   node         the same as nodejs20.x
 #   all          every image above
@@ -44,13 +47,13 @@ FORCE="${AUTO_LAMBDA_FORCE_IMAGE:-0}"
 wanted=()
 for arg in "$@"; do
     case "$arg" in
-        python3.9|python3.11|python3.13|nodejs20.x) wanted+=("$arg") ;;
+        python3.9|python3.11|python3.13|nodejs20.x|systemd) wanted+=("$arg") ;;
         python) wanted+=(python3.13) ;;
         node) wanted+=(nodejs20.x) ;;
         all) wanted+=(python3.9 python3.11 python3.13 nodejs20.x) ;;
         -f|--force) FORCE=1 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
-        *) die "unknown argument '$arg' (expected: python3.9, python3.11, python3.13, nodejs20.x, python, node, all, --force)" ;;
+        *) die "unknown argument '$arg' (expected: python3.9, python3.11, python3.13, nodejs20.x, systemd, python, node, all, --force)" ;;
     esac
 done
 if [ "${#wanted[@]}" = 0 ]; then wanted=(python3.13); fi
@@ -62,6 +65,9 @@ RECIPE_VERSION=2
 VARIANT=apt
 PY_PACKAGES=python3,python3-pip,python3-venv,python3-setuptools,python3-wheel,gcc,libc6-dev,python3-dev
 NODE_PACKAGES=nodejs,npm,g++,make
+# python3: the worker's wheels-first installs run uv with it; passwd: useradd for ami/install.sh;
+# procps: ps for the tests.
+SYSTEMD_PACKAGES=systemd,systemd-sysv,dbus,passwd,python3,ca-certificates,procps
 
 # No man pages, docs (but copyrights), info or translations: ~65 MB less, nothing a build uses.
 DPKG_OPTS=(
@@ -100,6 +106,17 @@ common_changes() {
     )
 }
 
+# systemd as PID 1: root, and `container=docker` so that systemd knows where it runs. (docker
+# import takes no STOPSIGNAL: dev/test-systemd.sh passes --stop-signal SIGRTMIN+3.)
+systemd_changes() {
+    CHANGES=(
+        'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+        'ENV LANG=C.UTF-8'
+        'ENV container=docker'
+        'CMD ["/sbin/init"]'
+    )
+}
+
 # ---- helpers ----------------------------------------------------------------------------------
 as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"
@@ -129,6 +146,7 @@ suite_of() {
         python3.9) echo bullseye ;;
         python3.11) echo bookworm ;;
         python3.13|nodejs20.x) echo trixie ;;
+        systemd) echo bookworm ;;
     esac
 }
 
@@ -139,11 +157,11 @@ build_image() {
     local SUITE
     SUITE="$(suite_of "$runtime")"
     case "$runtime" in
-        python*) packages="$PY_PACKAGES" ;;
-        *) packages="$NODE_PACKAGES" ;;
+        python*) packages="$PY_PACKAGES"; common_changes ;;
+        systemd) packages="$SYSTEMD_PACKAGES"; name="auto-lambda/systemd:test"; systemd_changes ;;
+        *) packages="$NODE_PACKAGES"; common_changes ;;
     esac
-    common_changes
-    CHANGES+=("LABEL auto-lambda.runtime=$runtime")
+    [ "$runtime" = systemd ] || CHANGES+=("LABEL auto-lambda.runtime=$runtime")
     local recipe hash current old_id
     recipe="$(printf '%s\n' "v$RECIPE_VERSION" "$SUITE" "$VARIANT" "$packages" "${DPKG_OPTS[@]}" "$HOOK" "${CHANGES[@]}")"
     hash="$(printf '%s' "$recipe" | sha256sum | cut -d' ' -f1)"
@@ -193,7 +211,7 @@ build_image() {
     local c
     for c in "${CHANGES[@]}"; do import+=(--change "$c"); done
     import+=(--change "LABEL auto-lambda.recipe=$hash")
-    import+=(--change "LABEL org.opencontainers.image.description=\"auto-lambda local build image for $runtime ($packages; $SUITE)\"")
+    import+=(--change "LABEL org.opencontainers.image.description=\"auto-lambda local $runtime image ($packages; $SUITE)\"")
     import+=(--message "dev/build-image.sh recipe $hash")
     "${import[@]}" "$tar" "$name" >/dev/null </dev/null || die "docker import failed"
     rm -rf "$work"

@@ -10,7 +10,8 @@
 #     (infra/tests/check_metrics.py)
 #  5. the real worker and publisher, configured from the launch templates' user data, deploy
 #     examples/python-hello and publish the backlog
-#  6. terraform destroy
+#  6. the same units under a real systemd in a container, hardening on (dev/test-systemd.sh)
+#  7. terraform destroy
 #
 # Needs no stdin and no AWS account. Terraform comes from the offline provider mirror when one
 # is found (TF_PLUGIN_MIRROR, default /opt/tf-plugins), else from the registry.
@@ -291,6 +292,9 @@ print(f"{out['metric_namespace']} metrics for {queue}: {', '.join(names) or 'non
 if "Visible" not in names:
     sys.exit("error: the publisher published no Visible metric for the stack's queue")
 PY
+
+step "The units under a real systemd, hardening on (dev/test-systemd.sh)"
+dev/test-systemd.sh "$state" "$endpoint" "$state/outputs.json"
 
 step "terraform destroy"
 t=$SECONDS

@@ -4,7 +4,8 @@ there and wired together: bucket -> queue -> DLQ, IAM scoping, launch templates,
 alarms, dashboard, logs.
 
     verify_stack.py stack --endpoint URL --outputs outputs.json [--env-dir DIR]
-        every check; with --env-dir, also writes worker.env and publisher.env exactly as the
+        every check; with --env-dir, also writes worker.env, publisher.env and the worker
+        unit's drop-in (worker-50-stack.conf) exactly as the
         launch templates' user data would write them on an instance
     verify_stack.py deploy --endpoint URL --outputs outputs.json --deploy DIR
         uploads DIR zipped under the upload prefix; a running worker must deploy it as
@@ -271,6 +272,9 @@ def verify_stack(a, out):
         if a.env_dir:
             with open(os.path.join(a.env_dir, f"{role}.env"), "w") as f:
                 f.write(env_text)
+            if role == "worker":
+                with open(os.path.join(a.env_dir, "worker-50-stack.conf"), "w") as f:
+                    f.write(dropin)
 
     print("auto scaling")
     groups = {g["AutoScalingGroupName"]: g for g in asg.describe_auto_scaling_groups(
@@ -332,7 +336,7 @@ def deploy_example(a, out):
     kw = dict(endpoint_url=a.endpoint, region_name=REGION)
     s3, lam = boto3.client("s3", **kw), boto3.client("lambda", **kw)
     bucket = out["bucket_name"]
-    name = os.path.basename(os.path.abspath(a.deploy))
+    name = a.name or os.path.basename(os.path.abspath(a.deploy))
     key = f"{out['upload_prefix']}{name}.zip"
     started = time.monotonic()
     s3.put_object(Bucket=bucket, Key=key, Body=zip_dir(a.deploy))
@@ -349,6 +353,8 @@ def deploy_example(a, out):
     print(f"  report: outcome {report['outcome']}, function {report.get('function_name')}, "
           f"version {report.get('version')}, {time.monotonic() - started:.1f} s after the upload")
     check(report["outcome"] == "deployed", f"outcome deployed ({report.get('error')})")
+    if report["outcome"] != "deployed" and report.get("build_log_tail"):
+        print("  build log tail:\n    " + report["build_log_tail"][-3000:].replace("\n", "\n    "))
     function = report.get("function_name") or ""
     check(function == f"{out['function_prefix']}{name}", f"function named {out['function_prefix']}{name}")
     if report["outcome"] != "deployed":
@@ -368,6 +374,7 @@ def main():
     p.add_argument("--env-dir", help="write worker.env and publisher.env from the user data here")
     p.add_argument("--deploy", metavar="DIR", help="for `deploy`: the app directory to upload")
     p.add_argument("--timeout", type=float, default=60, help="for `deploy`: seconds to wait for the report")
+    p.add_argument("--name", help="for `deploy`: upload as NAME.zip (default: the directory's name)")
     a = p.parse_args()
     with open(a.outputs) as f:
         out = {k: v["value"] for k, v in json.load(f).items()}

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
-use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, KillContainerOptions, ListContainersOptions, LogsOptions,
     RemoveContainerOptions, StartContainerOptions, WaitContainerOptions,
@@ -202,16 +202,9 @@ impl Sandbox {
     /// Runs one step to completion and returns the tail of its output.
     pub async fn run(&self, step: Step<'_>) -> Result<String, ContainerError> {
         let user = container_user(step.out);
-        let mut binds = vec![
-            format!("{}:/src:ro", step.src.display()),
-            format!(
-                "{}:/out:{}",
-                step.out.display(),
-                if step.out_read_only { "ro" } else { "rw" }
-            ),
-        ];
+        let mut mounts = vec![bind(step.src, "/src", true), bind(step.out, "/out", step.out_read_only)];
         for (host, target) in &step.mounts {
-            binds.push(format!("{}:{target}:ro", host.display()));
+            mounts.push(bind(host, target, true));
         }
         let mut env = step.env;
         env.extend([
@@ -220,13 +213,13 @@ impl Sandbox {
             "PIP_DISABLE_PIP_VERSION_CHECK=1".to_owned(),
         ]);
         if let Some(ca) = &self.limits.ca_bundle {
-            binds.push(format!("{}:/etc/auto-lambda/ca.pem:ro", ca.display()));
+            mounts.push(bind(ca, "/etc/auto-lambda/ca.pem", true));
             for var in ["PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS"] {
                 env.push(format!("{var}=/etc/auto-lambda/ca.pem"));
             }
         }
         let host = HostConfig {
-            binds: Some(binds),
+            mounts: Some(mounts),
             tmpfs: Some(HashMap::from([(
                 "/tmp".to_owned(),
                 "rw,exec,nosuid,size=1g".to_owned(),
@@ -319,7 +312,7 @@ impl Sandbox {
     /// reaped like its build containers. Returns the container id.
     pub async fn start_warm(&self, image: &str, mount: &Path, target: &str) -> Result<String, ContainerError> {
         let host = HostConfig {
-            binds: Some(vec![format!("{}:{target}:ro", mount.display())]),
+            mounts: Some(vec![bind(mount, target, true)]),
             tmpfs: Some(HashMap::from([(
                 "/tmp".to_owned(),
                 "rw,nosuid,nodev,size=256m".to_owned(),
@@ -539,6 +532,20 @@ fn owner_id() -> String {
         .and_then(|h| h.into_string().ok())
         .unwrap_or_default();
     format!("{host}/{}", std::process::id())
+}
+
+/// A bind mount of the worker's `source` at `target`. A mount, not a `Binds` entry: for a
+/// source the Docker Engine cannot see (a worker in a container of its own, with the host's
+/// socket), container creation then fails with "bind source path does not exist: …" instead of
+/// the Engine creating an empty directory there on its host.
+fn bind(source: &Path, target: &str, read_only: bool) -> Mount {
+    Mount {
+        target: Some(target.to_owned()),
+        source: Some(source.display().to_string()),
+        typ: Some(MountType::BIND),
+        read_only: Some(read_only),
+        ..Default::default()
+    }
 }
 
 /// The user the container runs as: the owner of the output directory (the worker's own
