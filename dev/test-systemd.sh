@@ -136,14 +136,18 @@ EOF
 in_c chown auto-lambda:auto-lambda "$work"
 in_c systemctl daemon-reload
 
-step "The worker starts under its hardening and deploys a pure and a native example"
+step "The worker starts under its hardening and deploys a pure, a native and a uv example"
 t=$SECONDS
 in_c systemctl start auto-lambda-worker.service || die "the worker unit did not start"
 echo "active ($(prop auto-lambda-worker.service ActiveState)) after $((SECONDS - t)) s: READY=1 reached systemd"
 # deploy DIR NAME: uploads DIR as NAME.zip (a key no earlier step used) and waits for its report.
-deploy() { "$py" infra/tests/verify_stack.py deploy --endpoint "$endpoint" --outputs "$outputs" --timeout 180 --deploy "$1" --name "$2"; }
+deploy() { "$py" infra/tests/verify_stack.py deploy --endpoint "$endpoint" --outputs "$outputs" --timeout 180 --deploy "$1" --name "$2" "${@:3}"; }
 deploy examples/python-hello sd-hello || die "python-hello was not deployed from the unit"
-deploy examples/python-native sd-native || die "python-native was not deployed from the unit (a build container from inside the hardened unit)"
+deploy examples/python-native sd-native --built-on container ||
+  die "python-native was not deployed from the unit (a build container from inside the hardened unit)"
+# A uv project from PyPI: uv export and a wheels-first install run by the worker itself, inside
+# the unit's sandbox (seccomp filter, read-only system, private /tmp, UMask 0077).
+deploy examples/python-uv sd-uv --built-on worker || die "python-uv was not installed on the worker from the unit"
 
 step "The journal holds the worker's logs as JSON"
 lines=$(in_c journalctl -u auto-lambda-worker.service -o cat --no-pager | grep '^{' | head -n 50)

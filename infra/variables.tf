@@ -287,7 +287,7 @@ variable "build_images" {
 }
 
 variable "build_ca_bundle" {
-  description = "CA bundle on the instance that build containers trust (AUTO_LAMBDA_BUILD_CA_BUNDLE), for a TLS-intercepting proxy; e.g. /etc/pki/tls/certs/ca-bundle.crt. Null: none."
+  description = "CA bundle on the instance that dependency builds trust, in build containers and for the worker's own uv (AUTO_LAMBDA_BUILD_CA_BUNDLE), for a TLS-intercepting proxy; e.g. /etc/pki/tls/certs/ca-bundle.crt. Null: none."
   type        = string
   default     = null
 }

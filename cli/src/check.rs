@@ -137,18 +137,7 @@ pub fn prepare(path: &Path, options: &Options) -> Result<LocalApp, CheckError> {
 /// Copies the app at `from` into `to`, leaving out version control, bytecode caches and
 /// macOS metadata. Returns what was left out (relative paths), sorted.
 fn copy_app(from: &Path, to: &Path) -> std::io::Result<Vec<String>> {
-    let mut dropped = Vec::new();
-    let mut walk = walkdir::WalkDir::new(from)
-        .follow_links(false)
-        .sort_by_file_name()
-        .into_iter();
-    while let Some(entry) = walk.next() {
-        let entry = entry.map_err(std::io::Error::other)?;
-        let rel = entry.path().strip_prefix(from).map_err(std::io::Error::other)?;
-        if rel.as_os_str().is_empty() {
-            continue;
-        }
-        let kind = entry.file_type();
+    artifact::copy_tree(from, to, |rel, entry| {
         let name = entry.file_name().to_string_lossy();
         // node_modules is rebuilt by the worker (npm ci) when there is a lock file.
         let rebuilt = name == "node_modules"
@@ -156,23 +145,9 @@ fn copy_app(from: &Path, to: &Path) -> std::io::Result<Vec<String>> {
                 .path()
                 .parent()
                 .is_some_and(|p| p.join("package-lock.json").is_file());
-        if kind.is_dir() && (SKIPPED_DIRS.contains(&name.as_ref()) || rebuilt) || artifact::is_macos_metadata(rel) {
-            dropped.push(rel.to_string_lossy().into_owned());
-            if kind.is_dir() {
-                walk.skip_current_dir();
-            }
-            continue;
-        }
-        let dest = to.join(rel);
-        if kind.is_dir() {
-            std::fs::create_dir_all(&dest)?;
-        } else if kind.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(entry.path())?, &dest)?;
-        } else {
-            std::fs::copy(entry.path(), &dest)?;
-        }
-    }
-    Ok(dropped)
+        let skipped_dir = entry.file_type().is_dir() && (SKIPPED_DIRS.contains(&name.as_ref()) || rebuilt);
+        skipped_dir || artifact::is_macos_metadata(rel)
+    })
 }
 
 /// A note when the handler's module is not a file of the app (it might still come from a

@@ -359,6 +359,9 @@ def deploy_example(a, out):
     check(function == f"{out['function_prefix']}{name}", f"function named {out['function_prefix']}{name}")
     if report["outcome"] != "deployed":
         return
+    if a.built_on:
+        check(report.get("built_on") == a.built_on,
+              f"dependencies installed on the {a.built_on} (built_on: {report.get('built_on')})")
     fn = lam.get_function(FunctionName=function)["Configuration"]
     check(fn["Role"] == out["lambda_execution_role_arn"], "runs as the stack's execution role")
     check(fn["CodeSha256"] == report.get("code_sha256"), "its CodeSha256 is the package the worker built")
@@ -375,6 +378,8 @@ def main():
     p.add_argument("--deploy", metavar="DIR", help="for `deploy`: the app directory to upload")
     p.add_argument("--timeout", type=float, default=60, help="for `deploy`: seconds to wait for the report")
     p.add_argument("--name", help="for `deploy`: upload as NAME.zip (default: the directory's name)")
+    p.add_argument("--built-on", choices=["worker", "container"],
+                   help="for `deploy`: where the report must say the dependencies were installed")
     a = p.parse_args()
     with open(a.outputs) as f:
         out = {k: v["value"] for k, v in json.load(f).items()}

@@ -111,6 +111,49 @@ pub fn is_macos_metadata(relative: &Path) -> bool {
             .is_some_and(|n| n == ".DS_Store" || n.starts_with("._"))
 }
 
+/// Copies the tree at `from` into `to` (created if needed), in file-name order, symlinks as
+/// symlinks. Whatever already sits at a file's destination (a symlink, say) is replaced, never
+/// written through. `leave_out(relative, entry)` drops an entry (a folder with all it holds);
+/// returns the relative paths left out, in that order.
+pub fn copy_tree(
+    from: &Path,
+    to: &Path,
+    mut leave_out: impl FnMut(&Path, &walkdir::DirEntry) -> bool,
+) -> std::io::Result<Vec<String>> {
+    let mut dropped = Vec::new();
+    let mut walk = walkdir::WalkDir::new(from)
+        .follow_links(false)
+        .sort_by_file_name()
+        .into_iter();
+    while let Some(entry) = walk.next() {
+        let entry = entry.map_err(std::io::Error::other)?;
+        let rel = entry.path().strip_prefix(from).map_err(std::io::Error::other)?;
+        let kind = entry.file_type();
+        if !rel.as_os_str().is_empty() && leave_out(rel, &entry) {
+            dropped.push(rel.to_string_lossy().into_owned());
+            if kind.is_dir() {
+                walk.skip_current_dir();
+            }
+            continue;
+        }
+        let dest = to.join(rel);
+        if kind.is_dir() {
+            std::fs::create_dir_all(&dest)?;
+            continue;
+        }
+        match std::fs::remove_file(&dest) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(entry.path())?, &dest)?;
+        } else {
+            std::fs::copy(entry.path(), &dest)?;
+        }
+    }
+    Ok(dropped)
+}
+
 /// Downloads the exact object `object` names into `dest`.
 ///
 /// On a versioned bucket the event's `versionId` pins the object. Otherwise the event's ETag

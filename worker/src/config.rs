@@ -171,8 +171,9 @@ pub struct Config {
     #[arg(long, env = "AUTO_LAMBDA_BUILD_NETWORK", default_value = "bridge")]
     pub build_network: String,
 
-    /// CA bundle to trust inside build containers, for a TLS-intercepting proxy
-    /// (e.g. /etc/ssl/certs/ca-certificates.crt). Mounted read-only.
+    /// CA bundle to trust in dependency builds, for a TLS-intercepting proxy
+    /// (e.g. /etc/ssl/certs/ca-certificates.crt): mounted read-only into build containers, and
+    /// given (SSL_CERT_FILE) to the uv or pip the worker runs itself (wheels first, wheels mode).
     #[arg(long, env = "AUTO_LAMBDA_BUILD_CA_BUNDLE")]
     pub build_ca_bundle: Option<PathBuf>,
 

@@ -295,11 +295,11 @@ async fn build_container_is_locked_down() {
         !user.is_empty() && !user.starts_with("0") && !user.starts_with("root"),
         "non-root user, got {user:?}"
     );
-    assert_eq!(hc.cap_drop.unwrap_or_default(), ["ALL"]);
+    assert_eq!(hc.cap_drop.clone().unwrap_or_default(), ["ALL"]);
     assert!(hc
         .security_opt
-        .unwrap_or_default()
         .iter()
+        .flatten()
         .any(|o| o.starts_with("no-new-privileges")));
     assert_eq!(hc.readonly_rootfs, Some(true));
     assert_eq!(hc.pids_limit, Some(512));
@@ -308,7 +308,7 @@ async fn build_container_is_locked_down() {
     assert_eq!(hc.nano_cpus, Some(2_000_000_000));
     assert_eq!(hc.network_mode.as_deref(), Some("none"));
     assert_eq!(hc.privileged, Some(false));
-    let binds = hc.binds.unwrap_or_default();
+    let binds = bind_mounts(&hc);
     assert!(binds.iter().any(|b| b.ends_with(":/src:ro")), "{binds:?}");
     assert!(binds.iter().any(|b| b.ends_with(":/out:rw")), "{binds:?}");
     // Besides: the generated requirements and the uv binary, both read-only.

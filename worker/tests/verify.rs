@@ -436,17 +436,17 @@ async fn assert_verifiers_locked_down(pid: u32) {
         assert_eq!(config.user.as_deref(), Some("65534:65534"));
         assert_eq!(hc.network_mode.as_deref(), Some("none"));
         assert_eq!(hc.readonly_rootfs, Some(true));
-        assert_eq!(hc.cap_drop.unwrap_or_default(), ["ALL"]);
+        assert_eq!(hc.cap_drop.clone().unwrap_or_default(), ["ALL"]);
         assert!(hc
             .security_opt
-            .unwrap_or_default()
             .iter()
+            .flatten()
             .any(|o| o.starts_with("no-new-privileges")));
         assert_eq!(hc.pids_limit, Some(128));
         assert!(hc.memory.unwrap_or(0) > 0);
         assert_eq!(hc.init, Some(true));
         assert_eq!(hc.privileged, Some(false));
-        let binds = hc.binds.unwrap_or_default();
+        let binds = bind_mounts(&hc);
         assert_eq!(binds.len(), 1, "{binds:?}");
         assert!(
             binds[0].contains("auto-lambda-verify-") && binds[0].ends_with(":/pkgs:ro"),

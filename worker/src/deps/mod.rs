@@ -497,8 +497,8 @@ impl Builder {
     ) -> Result<String, BuildError> {
         // A copy of the app with the requirements laid over it, as in a container.
         let tree = work.join("src");
-        copy_tree(app, &tree).map_err(BuildError::Io)?;
-        copy_tree(inputs, &tree).map_err(BuildError::Io)?;
+        crate::artifact::copy_tree(app, &tree, |_, _| false).map_err(BuildError::Io)?;
+        crate::artifact::copy_tree(inputs, &tree, |_, _| false).map_err(BuildError::Io)?;
         let python = &self.settings.host_python;
         let version = python_version(spec);
         let (program, mut cmd) = match tool {
@@ -548,6 +548,11 @@ impl Builder {
                 (python.clone(), cmd)
             }
         };
+        // Behind a TLS-intercepting proxy the installer on the worker needs the same CA
+        // bundle as build containers (uv and pip both read SSL_CERT_FILE; pip also PIP_CERT).
+        if let Some(ca) = &self.settings.limits.ca_bundle {
+            cmd.env("SSL_CERT_FILE", ca).env("PIP_CERT", ca);
+        }
         cmd.arg("--target")
             .arg(out)
             .args(["-r", &plan.requirements])
@@ -615,31 +620,6 @@ fn missing_wheel(log: &str, plan: &source::Plan) -> Option<String> {
         return rest.split_whitespace().next().map(str::to_owned);
     }
     None
-}
-
-/// Copies the tree at `from` into `to` (created if needed), symlinks as symlinks.
-fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
-    for entry in walkdir::WalkDir::new(from).follow_links(false) {
-        let entry = entry.map_err(std::io::Error::other)?;
-        let rel = entry.path().strip_prefix(from).map_err(std::io::Error::other)?;
-        let dest = to.join(rel);
-        let kind = entry.file_type();
-        if kind.is_dir() {
-            std::fs::create_dir_all(&dest)?;
-        } else {
-            // Whatever is there (a symlink of the app's, say) is replaced, never written through.
-            match std::fs::remove_file(&dest) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
-            if kind.is_symlink() {
-                std::os::unix::fs::symlink(std::fs::read_link(entry.path())?, &dest)?;
-            } else {
-                std::fs::copy(entry.path(), &dest)?;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// `python3.13` → `3.13`.

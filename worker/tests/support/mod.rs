@@ -365,3 +365,28 @@ pub fn job_leftovers(work: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// A container's bind mounts as `source:target:ro|rw`, from its inspected host config. The
+/// worker mounts with `Mounts` (type bind), never `Binds`, so a source the Engine cannot see is
+/// an error rather than an empty directory made on its host: that is asserted here too.
+#[allow(dead_code)] // not every test binary inspects containers
+pub fn bind_mounts(hc: &bollard::models::HostConfig) -> Vec<String> {
+    assert!(
+        hc.binds.as_ref().is_none_or(|b| b.is_empty()),
+        "no Binds: {:?}",
+        hc.binds
+    );
+    hc.mounts
+        .iter()
+        .flatten()
+        .map(|m| {
+            assert_eq!(m.typ, Some(bollard::models::MountType::BIND), "{m:?}");
+            let mode = if m.read_only == Some(true) { "ro" } else { "rw" };
+            format!(
+                "{}:{}:{mode}",
+                m.source.as_deref().unwrap_or_default(),
+                m.target.as_deref().unwrap_or_default()
+            )
+        })
+        .collect()
+}
