@@ -70,6 +70,11 @@ chmod 0755 "$state" "$work"
 cp target/debug/auto-lambda-worker target/debug/queue-metric-publisher .venv/bin/uv ami/install.sh "$staging/"
 cp -r ami/systemd ami/files "$staging/"
 docker_gid=$(stat -c %g /var/run/docker.sock)
+# Behind this machine's TLS-intercepting proxy the worker's own uv needs the host's CA bundle
+# (an instance behind such a proxy has its CA in the system bundle the same way).
+ca=/etc/ssl/certs/ca-certificates.crt
+ca_mount=()
+if [ -f "$ca" ]; then ca_mount=(-v "$ca:$ca:ro"); fi
 # seccomp=unconfined: Docker's default seccomp profile refuses the user namespace that systemd
 # sets up for PrivateUsers= (the publisher's unit fails with 217/USER under it); on an instance
 # systemd runs on the host, under no such filter. No capability is added.
@@ -79,6 +84,7 @@ docker run -d --name "$name" --label auto-lambda.test=systemd --stop-signal SIGR
   -v /sys/fs/cgroup:/sys/fs/cgroup:ro \
   -v /var/run/docker.sock:/run/docker.sock \
   -v "$(command -v docker)":/usr/bin/docker:ro \
+  "${ca_mount[@]}" \
   -v "$staging:$staging:ro" -v "$work:$work" \
   "$image" >/dev/null
 wait_for 30 "systemd reaches running" sh -c "docker exec $name systemctl is-system-running 2>/dev/null | grep -Eq '^(running|degraded)$'"
@@ -115,8 +121,7 @@ AUTO_LAMBDA_WORK_DIR=$work
 AUTO_LAMBDA_UV_BINARY=$staging/uv
 EOF
 # This machine reaches PyPI through a TLS-intercepting proxy: builds get the host's CA bundle
-# (the Engine mounts it from the host; the worker checks it exists in its own view).
-ca=/etc/ssl/certs/ca-certificates.crt
+# (mounted above at the same path, so the worker and the Engine see the same file).
 if [ -f "$ca" ]; then echo "AUTO_LAMBDA_BUILD_CA_BUNDLE=$ca" | write_c /etc/auto-lambda/worker.env; fi
 write_c /etc/auto-lambda/publisher.env <<EOF
 # dev/test-systemd.sh: this machine instead of an instance

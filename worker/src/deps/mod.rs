@@ -350,7 +350,8 @@ impl Builder {
                 {
                     Ok(log) => (log, "worker"),
                     Err(err) => {
-                        tracing::info!(error = %err, "Not installable as wheels on the worker; building in a container.");
+                        let log = err.log_tail().map(|l| tail(l, 2048)).unwrap_or_default();
+                        tracing::info!(error = %err, %log, "Not installable as wheels on the worker; building in a container.");
                         std::fs::remove_dir_all(&out)
                             .and_then(|()| std::fs::create_dir(&out))
                             .map_err(BuildError::Io)?;
