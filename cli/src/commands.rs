@@ -265,10 +265,11 @@ fn print_report(r: &Value) {
         say(format!("url        {url}"));
     }
     if let Some(from) = r["dependencies_from"].as_str() {
-        let built_on = r["built_on"]
-            .as_str()
-            .map(|on| format!(" on the {on}"))
-            .unwrap_or_default();
+        let built_on = match r["built_on"].as_str() {
+            Some("container") => " in a build container".to_owned(),
+            Some(on) => format!(" on the {on}"),
+            None => String::new(),
+        };
         say(format!(
             "deps       {from} ({}, {}{built_on})",
             r["dependencies"].as_str().unwrap_or("-"),
