@@ -8,8 +8,8 @@ use std::fmt;
 /// Exit status for invalid configuration (sysexits.h `EX_USAGE`).
 pub const EXIT_CONFIG: i32 = 64;
 
-/// Exit status for a start-up failure that may pass by itself, such as a network outage or an
-/// IAM change still propagating (sysexits.h `EX_TEMPFAIL`).
+/// Exit status for a start-up failure that may pass by itself, such as a network outage
+/// (sysexits.h `EX_TEMPFAIL`).
 pub const EXIT_TEMPFAIL: i32 = 75;
 
 /// Prints `error: {err}` on one line and exits 75: try again later.

@@ -392,6 +392,46 @@ async fn wheels_first_then_a_container_only_when_needed() {
         .count();
     assert!(cached > 0, "the wheel is kept in {}", uv_cache.display());
 
+    // An upload that carries a virtual environment's layout: its `bin/python` must never run
+    // on the worker (uv looks for virtual environments in its working directory when asked
+    // for `python3` by name; the worker gives it an absolute path).
+    let marker = cache.path().join("ran-the-uploads-python");
+    let script = format!("#!/bin/sh\ntouch {}\nexit 1\n", marker.display());
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let exec = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
+    let plain = zip::write::SimpleFileOptions::default();
+    for (name, content, options) in [
+        ("app.py", &b"import six\ndef handler(e, c):\n    return 1\n"[..], plain),
+        ("requirements.txt", b"six==1.16.0\n", plain),
+        ("pyvenv.cfg", b"home = /usr/bin\n", plain),
+        ("bin/python", script.as_bytes(), exec),
+        ("bin/python3", script.as_bytes(), exec),
+        (".venv/pyvenv.cfg", b"home = /usr/bin\n", plain),
+        (".venv/bin/python", script.as_bytes(), exec),
+        (".venv/bin/python3", script.as_bytes(), exec),
+    ] {
+        use std::io::Write;
+        w.start_file(name, options).unwrap();
+        w.write_all(content).unwrap();
+    }
+    let body = w.finish().unwrap().into_inner();
+    let id = aws.upload(&stack, "apps/venv-trap.zip", body).await;
+    let r = aws.wait_report(&stack, "apps/venv-trap.zip", &id, T).await;
+    assert_eq!(r["outcome"], "deployed", "{r:#}");
+    assert_eq!(r["built_on"], "worker", "{r:#}");
+    assert!(!marker.exists(), "the upload's bin/python ran on the worker");
+
+    // A range (not an exact version) goes to the container: wheels only could quietly pick an
+    // older release where the newest has no wheel for the platform.
+    let app: Vec<(&str, &[u8])> = vec![
+        ("app.py", b"import six\ndef handler(e, c):\n    return 1\n"),
+        ("requirements.txt", b"six>=1.15\n"),
+    ];
+    let id = aws.upload(&stack, "apps/range.zip", zip_of(&app)).await;
+    let r = aws.wait_report(&stack, "apps/range.zip", &id, T).await;
+    assert_eq!(r["outcome"], "deployed", "{r:#}");
+    assert_eq!(r["built_on"], "container", "{r:#}");
+
     // A source-only requirement (docopt publishes no wheel): built in a container.
     let app: Vec<(&str, &[u8])> = vec![
         (

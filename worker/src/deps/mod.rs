@@ -392,9 +392,11 @@ impl Builder {
     }
 
     /// Whether a docker-mode Python build first tries wheels on the worker: uv only (its cache
-    /// makes it fast; pip's would not), and not for local packages, which must be built.
+    /// makes it fast; pip's would not), not for local packages, which must be built, and only
+    /// for exact versions: with a range, a wheels-only install would quietly pick an older
+    /// release when the newest has no wheel for the platform, where a container builds it.
     fn wheels_first(&self, tool: Tool, plan: &source::Plan) -> bool {
-        self.settings.wheels_first && tool == Tool::Uv && plan.local_paths.is_empty()
+        self.settings.wheels_first && tool == Tool::Uv && plan.local_paths.is_empty() && pinned(plan)
     }
 
     fn image(&self, runtime: &str) -> String {
@@ -500,7 +502,15 @@ impl Builder {
         let tree = work.join("src");
         crate::artifact::copy_tree(app, &tree, |_, _| false).map_err(BuildError::Io)?;
         crate::artifact::copy_tree(inputs, &tree, |_, _| false).map_err(BuildError::Io)?;
-        let python = &self.settings.host_python;
+        // An absolute path: uv takes a bare name like `python3` as a version request and
+        // would look for a virtual environment first, in the working directory (a copy of the
+        // upload) too, executing any `bin/python` it finds there.
+        let python = absolute_program(&self.settings.host_python).ok_or_else(|| BuildError::Spawn {
+            program: self.settings.host_python.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "not found on PATH"),
+        })?;
+        let python = python.to_string_lossy().into_owned();
+        let python = &python;
         let version = python_version(spec);
         let (program, mut cmd) = match tool {
             Tool::Uv => {
@@ -530,7 +540,10 @@ impl Builder {
             }
             _ => {
                 let mut cmd = tokio::process::Command::new(python);
+                // -I: the working directory (a copy of the upload) is not on sys.path, so an
+                // uploaded `pip/` cannot stand in for pip.
                 cmd.args([
+                    "-I",
                     "-m",
                     "pip",
                     "install",
@@ -592,6 +605,41 @@ impl Builder {
             }),
         }
     }
+}
+
+/// Whether every requirement is an exact version: a lock (uv.lock, poetry.lock, pylock.toml
+/// export exact pins), or requirements files whose every requirement line has `==`/`===` or
+/// a direct reference (`name @ url`). Files that are not UTF-8 count as not pinned.
+fn pinned(plan: &source::Plan) -> bool {
+    match plan.origin {
+        Origin::UvLock | Origin::PoetryLock | Origin::Pylock => true,
+        Origin::PyprojectUnlocked => false,
+        Origin::Requirements => plan.inputs.iter().all(|(_, bytes)| {
+            let Ok(text) = std::str::from_utf8(bytes) else {
+                return false;
+            };
+            text.replace("\\\n", " ").lines().all(|line| {
+                let line = line.split(" #").next().unwrap_or("").trim();
+                let requirement = line.split(';').next().unwrap_or("").trim();
+                line.is_empty()
+                    || line.starts_with('#')
+                    || line.starts_with('-')
+                    || requirement.contains("==")
+                    || requirement.contains(" @ ")
+            })
+        }),
+    }
+}
+
+/// `program` as an absolute path: itself if it has a `/`, else the first match on PATH.
+fn absolute_program(program: &str) -> Option<PathBuf> {
+    let path = Path::new(program);
+    if program.contains('/') {
+        return std::path::absolute(path).ok();
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
 }
 
 /// The requirement an installer could find no wheel for, from its output: uv says "Wheels are
@@ -877,6 +925,30 @@ mod tests {
         let pip = pip_platforms(&al2023);
         assert_eq!(pip[0], "manylinux_2_34_aarch64");
         assert!(pip.contains(&"manylinux_2_28_aarch64".to_owned()), "{pip:?}");
+    }
+
+    #[test]
+    fn only_exact_versions_go_wheels_first() {
+        let plan = |origin, text: &str| source::Plan {
+            origin,
+            overlay: vec![],
+            requirements: "requirements.txt".into(),
+            inputs: vec![("requirements.txt".into(), text.as_bytes().to_vec())],
+            local_paths: vec![],
+        };
+        let req = source::Origin::Requirements;
+        assert!(pinned(&plan(
+            req,
+            "# c\nsix==1.16.0 ; python_version > '3'\n--index-url https://x\n"
+        )));
+        assert!(pinned(&plan(
+            req,
+            "a==1 \\\n    --hash=sha256:00\npkg @ https://h/pkg.whl\n"
+        )));
+        assert!(!pinned(&plan(req, "six==1.16.0\nrequests\n")));
+        assert!(!pinned(&plan(req, "six>=1.15  # at least\n")));
+        assert!(pinned(&plan(source::Origin::UvLock, "")));
+        assert!(!pinned(&plan(source::Origin::PyprojectUnlocked, "")));
     }
 
     #[test]
