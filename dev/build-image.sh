@@ -14,7 +14,7 @@
 #                                                    for dev/test-systemd.sh; not a build image
 #   python       the same as python3.13 (the default when no image is named)
 #   node         the same as nodejs20.x
-#   all          every image above
+#   all          every build image above (not systemd)
 #
 # Python images hold python3, pip, venv, setuptools, wheel, gcc, libc6-dev and python3-dev; the
 # Node image nodejs, npm, g++ and make. Each costs ~40-70 s and ~200-470 MB the first time.

@@ -92,7 +92,8 @@ echo "systemd $(in_c systemctl --version | head -n1 | cut -d' ' -f2) is $(in_c s
 
 step "ami/install.sh lays out the units, binaries and files"
 # The host's docker group, by number: SupplementaryGroups=docker must open the host's socket.
-in_c groupadd --system --gid "$docker_gid" docker
+# -o: the number may already belong to a group of the image (999 is systemd-journal's).
+in_c groupadd --system --non-unique --gid "$docker_gid" docker
 in_c env STAGING="$staging" INSTALL_OS_PACKAGES=0 bash "$staging/install.sh" >"$state/systemd-install.log" 2>&1 ||
   { cat "$state/systemd-install.log" >&2; die "ami/install.sh failed"; }
 tail -n 3 "$state/systemd-install.log"
@@ -155,7 +156,8 @@ deploy examples/python-native sd-native --built-on container ||
 deploy examples/python-uv sd-uv --built-on worker || die "python-uv was not installed on the worker from the unit"
 
 step "The journal holds the worker's logs as JSON"
-lines=$(in_c journalctl -u auto-lambda-worker.service -o cat --no-pager | grep '^{' | head -n 50)
+journal=$(in_c journalctl -u auto-lambda-worker.service -o cat --no-pager)
+lines=$(grep '^{' <<<"$journal" | tail -n 50 || true)
 [ -n "$lines" ] || die "no JSON log lines in the journal"
 printf '%s\n' "$lines" | "$py" -c '
 import json, sys

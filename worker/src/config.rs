@@ -194,9 +194,9 @@ pub struct Config {
     pub build_python: String,
 
     /// In docker mode, install a Python app's dependencies as prebuilt wheels on this worker
-    /// first (uv, with the persistent wheel cache `<cache-dir>/uv`), and start a build
-    /// container only when that fails, e.g. a requirement with no wheel for the function's
-    /// platform, or a local package to build. Installing a wheel runs no code from the
+    /// first (uv, with the persistent wheel cache `<cache-dir>/uv`; exact versions only), and
+    /// start a build container only when that fails, e.g. a requirement with no wheel for the
+    /// function's platform, or a local package to build. Installing a wheel runs no code from the
     /// upload, so the cache can be kept between jobs. `false`: every build uses a container.
     #[arg(long, env = "AUTO_LAMBDA_WHEELS_FIRST", default_value_t = true, action = clap::ArgAction::Set)]
     pub wheels_first: bool,

@@ -19,8 +19,10 @@
 //!   installed as wheels on the worker, from uv's cache kept between jobs (`<cache-dir>/uv`),
 //!   and a container starts only when that fails (a requirement with no wheel for the
 //!   platform, a local package). A warm-cache install is a hard link per file. Installing a
-//!   wheel runs no code from the upload, and uv keys its cache by index URL, so one upload
-//!   cannot plant a package for another that uses a different index.
+//!   wheel runs no code from the upload (uv gets the worker's Python as an absolute path, so
+//!   it never looks for, and runs, an interpreter in the upload's copy), and uv keys its cache
+//!   by index URL, so one upload cannot plant a package for another that uses a different
+//!   index. Exact versions only (see `pinned`).
 //!
 //! Platform tags always come from the runtime, never from the build host: Amazon Linux 2
 //! runtimes (python3.9–3.11, glibc 2.26) take manylinux wheels up to 2.26 (uv's nearest
@@ -349,6 +351,8 @@ impl Builder {
                     .await
                 {
                     Ok(log) => (log, "worker"),
+                    // A container would wait for the same index as long again.
+                    Err(err @ BuildError::InstallTimedOut { .. }) => return Err(err),
                     Err(err) => {
                         let log = err.log_tail().map(|l| tail(l, 2048)).unwrap_or_default();
                         tracing::info!(error = %err, %log, "Not installable as wheels on the worker; building in a container.");
