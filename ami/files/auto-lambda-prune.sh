@@ -39,8 +39,12 @@ if [ "$used" -ge "$high_water" ] && command -v docker >/dev/null; then
   docker image prune --all --force --filter "until=${keep_hours}h"
 fi
 if [ "$(used_percent)" -ge "$high_water" ] && [ -d "$uv_cache" ] && command -v uv >/dev/null; then
-  # uv waits for installs in progress to finish (its cache lock); ten minutes at most.
+  # uv waits for installs in progress to finish (its cache lock); ten minutes at most. It runs
+  # as root here, so whatever it leaves (the emptied folder, its lock) goes back to the
+  # worker's user, or the worker's next install could not use its own cache.
   echo "root volume still >= ${high_water}% used: clearing the uv wheel cache $uv_cache"
+  owner=$(stat -c %u:%g "$uv_cache")
   UV_CACHE_DIR=$uv_cache timeout 600 uv cache clean || echo "uv cache clean did not finish; next run tries again"
+  if [ -d "$uv_cache" ]; then chown -R "$owner" "$uv_cache"; fi
 fi
 echo "root volume $(used_percent)% used after pruning"
