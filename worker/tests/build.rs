@@ -247,8 +247,6 @@ async fn runaway_and_escaping_builds_are_stopped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn build_container_is_locked_down() {
-    use bollard::query_parameters::ListContainersOptions;
-
     let moto = Moto::start();
     let stack = moto.bootstrap("lockdown", false);
     let aws = Aws::new(&stack.endpoint).await;
@@ -263,31 +261,16 @@ async fn build_container_is_locked_down() {
         .await;
 
     // Inspect the running build container through the Engine API.
-    let docker = bollard::Docker::connect_with_local_defaults()
-        .unwrap()
-        .negotiate_version()
-        .await
-        .unwrap();
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
-    let label = format!("auto-lambda.owner={}/{}", host.trim(), worker.child.id());
-    let filters =
-        std::collections::HashMap::from([("label".to_owned(), vec![label, "auto-lambda.role=build".to_owned()])]);
-    let mut running = Vec::new();
     let deadline = std::time::Instant::now() + T;
-    while running.is_empty() {
+    let (docker, running) = loop {
         assert!(std::time::Instant::now() < deadline, "no build container appeared");
-        let options = ListContainersOptions {
-            all: false,
-            filters: Some(filters.clone()),
-            ..Default::default()
-        };
-        running = docker.list_containers(Some(options)).await.unwrap();
+        let (docker, running) = worker_containers(worker.child.id(), "build", false).await;
+        if !running.is_empty() {
+            break (docker, running);
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let info = docker
-        .inspect_container(running[0].id.as_deref().unwrap(), None)
-        .await
-        .unwrap();
+    };
+    let info = docker.inspect_container(&running[0], None).await.unwrap();
     let config = info.config.unwrap();
     let hc = info.host_config.unwrap();
     let user = config.user.unwrap_or_default();

@@ -408,29 +408,10 @@ async fn verifier_containers_end_with_their_worker() {
 /// the network, with a read-only root, no capabilities, no privilege escalation, limits, an
 /// init, and nothing from the host but the staging directory, read-only.
 async fn assert_verifiers_locked_down(pid: u32) {
-    use bollard::query_parameters::ListContainersOptions;
-    let docker = bollard::Docker::connect_with_local_defaults()
-        .unwrap()
-        .negotiate_version()
-        .await
-        .unwrap();
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
-    let filters = std::collections::HashMap::from([(
-        "label".to_owned(),
-        vec![
-            format!("auto-lambda.owner={}/{pid}", host.trim()),
-            "auto-lambda.role=verifier".to_owned(),
-        ],
-    )]);
-    let options = ListContainersOptions {
-        all: true,
-        filters: Some(filters),
-        ..Default::default()
-    };
-    let list = docker.list_containers(Some(options)).await.unwrap();
+    let (docker, list) = worker_containers(pid, "verifier", true).await;
     assert!(!list.is_empty());
-    for c in list {
-        let info = docker.inspect_container(c.id.as_deref().unwrap(), None).await.unwrap();
+    for id in list {
+        let info = docker.inspect_container(&id, None).await.unwrap();
         let config = info.config.unwrap();
         let hc = info.host_config.unwrap();
         assert_eq!(config.user.as_deref(), Some("65534:65534"));

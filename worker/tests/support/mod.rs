@@ -390,3 +390,36 @@ pub fn bind_mounts(hc: &bollard::models::HostConfig) -> Vec<String> {
         })
         .collect()
 }
+
+/// The Docker Engine, and the ids of the containers worker `pid` on this host started for
+/// `role` (`build` or `verifier`), by the owner and role labels the sandbox puts on them;
+/// `all`: stopped ones too.
+#[allow(dead_code)] // not every test binary inspects containers
+pub async fn worker_containers(pid: u32, role: &str, all: bool) -> (bollard::Docker, Vec<String>) {
+    let docker = bollard::Docker::connect_with_local_defaults()
+        .unwrap()
+        .negotiate_version()
+        .await
+        .unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let filters = std::collections::HashMap::from([(
+        "label".to_owned(),
+        vec![
+            format!("auto-lambda.owner={}/{pid}", host.trim()),
+            format!("auto-lambda.role={role}"),
+        ],
+    )]);
+    let options = bollard::query_parameters::ListContainersOptions {
+        all,
+        filters: Some(filters),
+        ..Default::default()
+    };
+    let ids = docker
+        .list_containers(Some(options))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|c| c.id)
+        .collect();
+    (docker, ids)
+}
