@@ -6,9 +6,9 @@ demo:
 
 test: setup
 	if cargo nextest --version >/dev/null 2>&1; then \
-	  cargo nextest run --workspace --no-fail-fast; \
+	  cargo nextest run --workspace --no-fail-fast --features auto-lambda-worker/failpoints; \
 	else \
-	  cargo test --workspace --no-fail-fast; \
+	  cargo test --workspace --no-fail-fast --features auto-lambda-worker/failpoints; \
 	fi
 	$(MAKE) test-infra
 

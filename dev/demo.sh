@@ -46,7 +46,7 @@ echo "bucket $bucket, queue $queue_url"
 step "Starting auto-lambda-worker and queue-metric-publisher"
 # No container registry here: native dependencies build in the local Debian image, offline.
 AUTO_LAMBDA_QUEUE_URL="$queue_url" AUTO_LAMBDA_ROLE_ARN="$role_arn" AUTO_LAMBDA_WAIT_TIME_SECS=2 \
-  AUTO_LAMBDA_SCALE_IN_PROTECTION=off AUTO_LAMBDA_CACHE_DIR="$state/cache" \
+  AUTO_LAMBDA_SCALE_IN_PROTECTION=off AUTO_LAMBDA_FOLLOW_LIFECYCLE_STATE=off AUTO_LAMBDA_CACHE_DIR="$state/cache" \
   AUTO_LAMBDA_BUILD_IMAGES="python3.13=auto-lambda/build-python3.13:test,nodejs20.x=auto-lambda/build-nodejs20.x:test" \
   AUTO_LAMBDA_DEFAULT_PYTHON_RUNTIME=python3.13 AUTO_LAMBDA_DEFAULT_NODE_RUNTIME=nodejs20.x \
   AUTO_LAMBDA_UV_BINARY="$root/.venv/bin/uv" \

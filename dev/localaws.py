@@ -2,7 +2,8 @@
 """The local AWS for the demo and the tests: moto's server on a free loopback port, and the
 resources the pipeline needs.
 
-    localaws.py start --state DIR          start moto, print its endpoint; PID and port go in DIR
+    localaws.py start --state DIR          start moto (dev/moto_patches.py), print its endpoint;
+                                           PID and port go in DIR
     localaws.py stop --state DIR           stop the moto started with that DIR, by PID
     localaws.py bootstrap --endpoint URL [--name NAME] [--versioned] [--asg N]
                                            create bucket, queue + DLQ, notification, role; print JSON
@@ -58,7 +59,9 @@ def start(state):
     port = free_port()
     log = open(os.path.join(state, "moto.log"), "ab")
     proc = subprocess.Popen(
-        [os.path.join(VENV_BIN, "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        # moto's server with Lambda's RevisionId enforced (dev/moto_patches.py says what it adds).
+        [os.path.join(VENV_BIN, "python"), os.path.join(ROOT, "dev", "moto_patches.py"),
+         "-H", "127.0.0.1", "-p", str(port)],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         start_new_session=True, env={**os.environ, **FAKE_CREDENTIALS},
     )
@@ -116,7 +119,7 @@ def create_worker_group(endpoint, name, instances):
     return group, [i["InstanceId"] for i in described["Instances"]]
 
 
-def bootstrap(endpoint, name, versioned, visibility, instances=0):
+def bootstrap(endpoint, name, versioned, visibility, instances=None):
     s3, sqs, iam = clients(endpoint)
     bucket = f"{name}-uploads"
     s3.create_bucket(Bucket=bucket)
@@ -155,7 +158,7 @@ def bootstrap(endpoint, name, versioned, visibility, instances=0):
         "endpoint": endpoint, "region": REGION, "bucket": bucket,
         "queue_url": queue_url, "dlq_url": dlq_url, "role_arn": role["Arn"],
     }
-    if instances:
+    if instances is not None:
         out["asg_name"], out["instance_ids"] = create_worker_group(endpoint, name, instances)
     print(json.dumps(out))
 
@@ -171,7 +174,8 @@ def main():
     b.add_argument("--name", default="auto-lambda", help="prefix of every resource name")
     b.add_argument("--versioned", action="store_true", help="enable bucket versioning")
     b.add_argument("--visibility", type=int, default=60, help="queue visibility timeout, seconds")
-    b.add_argument("--asg", type=int, default=0, metavar="N", help="also create a worker Auto Scaling group of N instances")
+    b.add_argument("--asg", type=int, default=None, metavar="N",
+                   help="also create a worker Auto Scaling group of N instances (0: an empty group)")
     a = p.parse_args()
     if a.cmd == "start":
         start(a.state)

@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # make test-infra: checks infra/ (Terraform) and ami/ (Packer, systemd, shell) on this machine.
 #
-#  1. tools: the moto venv (dev/setup.sh); shellcheck, packer, systemd-analyze from Debian
-#  2. static: shellcheck of every shell script, terraform fmt, systemd-analyze verify of the
+#  1. the scaling model's tests (dev/test_scaling_sim.py; standard library, a few seconds)
+#  2. tools: the moto venv (dev/setup.sh); shellcheck, packer, systemd-analyze from Debian
+#     then the patched emulator's tests (dev/test_moto_patches.py: Lambda's RevisionId; seconds)
+#  3. static: shellcheck of every shell script, terraform fmt, systemd-analyze verify of the
 #     units, packer validate of the template
-#  3. terraform init + validate of the module as users get it
-#  4. terraform apply against moto, then verify the stack through the API
+#  4. terraform init + validate of the module as users get it
+#  5. terraform apply against moto, then verify the stack through the API
 #     (infra/tests/verify_stack.py) and the dashboard's metrics against the Rust code
 #     (infra/tests/check_metrics.py)
-#  5. the real worker and publisher, configured from the launch templates' user data, deploy
+#  6. the real worker and publisher, configured from the launch templates' user data, deploy
 #     examples/python-hello and publish the backlog
-#  6. the same units under a real systemd in a container, hardening on (dev/test-systemd.sh)
-#  7. terraform destroy
+#  7. the same units under a real systemd in a container, hardening on (dev/test-systemd.sh)
+#  8. terraform destroy
 #
 # Needs no stdin and no AWS account. Terraform comes from the offline provider mirror when one
 # is found (TF_PLUGIN_MIRROR, default /opt/tf-plugins), else from the registry.
@@ -59,6 +61,9 @@ apt_install() { # apt_install COMMAND PACKAGE: installs PACKAGE unless COMMAND e
     die "cannot install $2; see ${state#"$root"/}/apt.log"
 }
 
+step "Scaling model (dev/test_scaling_sim.py)"
+python3 -m unittest discover -s dev -p 'test_scaling_sim.py'
+
 step "Tools"
 dev/setup.sh
 dev/build-image.sh python3.13
@@ -92,6 +97,9 @@ export TF_IN_AUTOMATION=1 TF_INPUT=0 CHECKPOINT_DISABLE=1
 export TF_PLUGIN_CACHE_DIR="$root/.dev/tools/terraform-plugin-cache"
 mkdir -p "$TF_PLUGIN_CACHE_DIR"
 echo "terraform $(terraform version | head -n1 | cut -d' ' -f2), $(packer version | head -n1), shellcheck $(shellcheck --version | sed -n 's/^version: //p'), systemd $(systemd-analyze --version | head -n1 | cut -d' ' -f2)"
+
+step "The patched emulator enforces Lambda's RevisionId (dev/test_moto_patches.py)"
+"$py" -m unittest discover -s dev -p 'test_moto_patches.py'
 
 step "shellcheck: every shell script in the repository"
 scripts=()
@@ -246,7 +254,7 @@ for _ in $(seq 50); do [ -S "$state/notify.sock" ] && break; sleep 0.1; done
   # Only what differs between an instance and this machine:
   export AUTO_LAMBDA_WORK_DIR="$state/work" AUTO_LAMBDA_CACHE_DIR="$state/cache" \
     AUTO_LAMBDA_METRICS_ADDR="127.0.0.1:$worker_port" AUTO_LAMBDA_WAIT_TIME_SECS=1 \
-    AUTO_LAMBDA_SCALE_IN_PROTECTION=false AUTO_LAMBDA_LOG_FORMAT=text
+    AUTO_LAMBDA_SCALE_IN_PROTECTION=false AUTO_LAMBDA_FOLLOW_LIFECYCLE_STATE=false AUTO_LAMBDA_LOG_FORMAT=text
   # No container registry here: the package is verified in the local python3.13 image.
   export AUTO_LAMBDA_BUILD_IMAGES="python3.13=auto-lambda/build-python3.13:test"
   export NOTIFY_SOCKET="$state/notify.sock" WATCHDOG_USEC=60000000 WATCHDOG_PID=$BASHPID

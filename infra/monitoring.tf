@@ -2,7 +2,7 @@
 #
 # Custom metrics, namespace var.metric_namespace (default AutoLambda):
 #   queue-metric-publisher: Visible, NotVisible, Delayed                {QueueName}
-#                           BacklogPerInstance                           {QueueName, AutoScalingGroupName}
+#                           WorkPerInstance, BacklogPerInstance          {QueueName, AutoScalingGroupName}
 #   auto-lambda-worker:     Jobs (Count)                                 {QueueName, Outcome}
 #                           StageDuration (Milliseconds)                 {QueueName, Stage}
 # infra/tests/check_dashboard.py checks every custom metric named here against the Rust sources.
@@ -49,16 +49,17 @@ locals {
     {
       type = "metric", x = 12, y = 0, width = 12, height = 6
       properties = {
-        title  = "Backlog per instance (target ${var.backlog_per_instance_target})"
+        title  = "Work per instance (tracked, target ${var.work_per_instance_target}) and backlog per instance"
         region = var.region
         view   = "timeSeries"
         stat   = "Average"
         period = 10
         metrics = [
-          [local.ns, "BacklogPerInstance", "QueueName", local.queue, "AutoScalingGroupName", local.worker_asg, { label = "backlog per instance" }],
+          [local.ns, "WorkPerInstance", "QueueName", local.queue, "AutoScalingGroupName", local.worker_asg, { label = "work per instance (waiting + in hand; tracked)" }],
+          [local.ns, "BacklogPerInstance", "QueueName", local.queue, "AutoScalingGroupName", local.worker_asg, { label = "backlog per instance (waiting)" }],
         ]
         annotations = {
-          horizontal = [{ label = "target", value = var.backlog_per_instance_target }]
+          horizontal = [{ label = "target", value = var.work_per_instance_target }]
         }
       }
     },
@@ -74,6 +75,7 @@ locals {
           ["AWS/AutoScaling", "GroupInServiceInstances", "AutoScalingGroupName", local.worker_asg, { label = "in service" }],
           ["AWS/AutoScaling", "GroupDesiredCapacity", "AutoScalingGroupName", local.worker_asg, { label = "desired" }],
           ["AWS/AutoScaling", "GroupPendingInstances", "AutoScalingGroupName", local.worker_asg, { label = "pending" }],
+          ["AWS/AutoScaling", "WarmPoolWarmedCapacity", "AutoScalingGroupName", local.worker_asg, { label = "warm pool (ready)" }],
         ]
         yAxis = { left = { min = 0, max = var.worker_max_size } }
       }

@@ -240,14 +240,32 @@ variable "shutdown_grace_seconds" {
   default     = 60
 }
 
-variable "backlog_per_instance_target" {
-  description = "Target of the target-tracking policy: visible messages per in-service worker. About concurrency x (acceptable wait / mean job time)."
+variable "work_per_instance_target" {
+  description = "Target of the target-tracking policy on WorkPerInstance: messages waiting or in hand per in-service worker. The worker's concurrency means \"every worker busy, nothing waiting\"; below it the fleet keeps spare slots."
   type        = number
   default     = 2
 }
 
+variable "warm_pool" {
+  description = "Keep a warm pool of pre-initialised, stopped workers beside the group, so that a scale-out starts an instance (about 20-40 s) instead of booting one (about 90 s). Stopped instances cost only their EBS volumes (worker_root_volume_gb each)."
+  type        = bool
+  default     = true
+}
+
+variable "warm_pool_min_size" {
+  description = "Fewest stopped workers kept in the warm pool, even when the group is at its largest. 0 (AWS's default): the pool holds what the prepared capacity leaves room for."
+  type        = number
+  default     = 0
+}
+
+variable "warm_pool_max_group_prepared_capacity" {
+  description = "Most workers in the group and its warm pool together (running or stopped). Null: worker_max_size, so the pool holds worker_max_size minus the running workers."
+  type        = number
+  default     = null
+}
+
 variable "scaling_metric_period_seconds" {
-  description = "Period of BacklogPerInstance that target tracking evaluates: 10 or 30 (high resolution, reacts within a minute) or 60."
+  description = "Period of WorkPerInstance that target tracking evaluates: 10 or 30 (high resolution, reacts within a minute) or 60."
   type        = number
   default     = 10
 

@@ -56,6 +56,18 @@ pub async fn load_sdk_config(args: &AwsArgs) -> SdkConfig {
     loader.load().await
 }
 
+/// Builds the client of the EC2 instance metadata service (IMDSv2: a session token first, then
+/// the item). Short timeouts and two attempts, because off EC2 nothing answers at
+/// 169.254.169.254 and a worker started on a laptop must find that out in seconds. It honours
+/// `AWS_EC2_METADATA_SERVICE_ENDPOINT` (the tests' stand-in).
+pub fn imds_client() -> aws_config::imds::Client {
+    aws_config::imds::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(1))
+        .read_timeout(std::time::Duration::from_secs(2))
+        .max_attempts(2)
+        .build()
+}
+
 /// Builds an S3 client; path-style addressing whenever the endpoint is overridden.
 pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
     let s3_config = aws_sdk_s3::config::Builder::from(config)

@@ -838,8 +838,12 @@ def main():
     figure("bench_runtime", time.monotonic() - started, "s (benchmarks only)")
     print_table()
     if "sim" in only:
+        # The policies side by side (today's visible-only default, in-flight-aware, in-flight-aware
+        # with a warm pool), then the publish-period comparison the README's older table came from.
         print("Scaling simulator (dev/scaling_sim.py):", flush=True)
         subprocess.run([PY, os.path.join(ROOT, "dev/scaling_sim.py")], check=True)
+        print("\nScaling simulator, publish periods (dev/scaling_sim.py --periods --markdown-only):", flush=True)
+        subprocess.run([PY, os.path.join(ROOT, "dev/scaling_sim.py"), "--periods", "--markdown-only"], check=True)
 
 
 if __name__ == "__main__":

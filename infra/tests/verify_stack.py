@@ -292,10 +292,13 @@ def verify_stack(a, out):
     if tt:
         spec = tt[0]["TargetTrackingConfiguration"]["CustomizedMetricSpecification"]
         dims = {d["Name"]: d["Value"] for d in spec.get("Dimensions", [])}
-        check((spec["Namespace"], spec["MetricName"]) == (ns, "BacklogPerInstance"), f"it tracks {ns}/BacklogPerInstance")
+        check((spec["Namespace"], spec["MetricName"]) == (ns, "WorkPerInstance"), f"it tracks {ns}/WorkPerInstance")
         check(dims == {"QueueName": queue_name, "AutoScalingGroupName": worker_asg},
               f"for this queue and group ({dims})")
         check(tt[0]["TargetTrackingConfiguration"]["TargetValue"] > 0, "with a positive target")
+    pool = asg.describe_warm_pool(AutoScalingGroupName=worker_asg).get("WarmPoolConfiguration") or {}
+    check(pool.get("PoolState") == "Stopped", f"a warm pool of stopped workers ({pool})")
+    check(pool.get("InstanceReusePolicy", {}).get("ReuseOnScaleIn") is True, "scale-in returns workers to it")
     step = [p for p in policies if p["PolicyType"] == "StepScaling"]
     check(len(step) == 1, "a step policy adds the first worker")
 

@@ -11,7 +11,8 @@ use auto_lambda_common::telemetry::LogFormat;
 ///
 /// Every period it reads each queue's ApproximateNumberOfMessages (Visible), ...NotVisible
 /// (in flight) and ...Delayed, and the worker group's InService instances, and publishes them
-/// with BacklogPerInstance in one PutMetricData call with StorageResolution=1.
+/// with WorkPerInstance ((Visible + NotVisible) / InService, the figure to target-track) and
+/// BacklogPerInstance (Visible / InService) in one PutMetricData call with StorageResolution=1.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
     name = "queue-metric-publisher",
@@ -29,7 +30,7 @@ pub struct Config {
     pub queue_urls: Vec<String>,
 
     /// The worker Auto Scaling group whose InService instances divide the backlog.
-    /// Without it, BacklogPerInstance is not published.
+    /// Without it, WorkPerInstance and BacklogPerInstance are not published.
     #[arg(long, env = "QMP_ASG_NAME")]
     pub asg_name: Option<String>,
 

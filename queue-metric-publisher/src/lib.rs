@@ -1,6 +1,7 @@
 //! queue-metric-publisher: reads SQS queue backlogs and the worker group's InService count,
 //! and publishes them to CloudWatch as high-resolution (1-second) metrics, so that the worker
-//! Auto Scaling group can track `BacklogPerInstance`.
+//! Auto Scaling group can track `WorkPerInstance` (messages waiting or in hand per InService
+//! instance; see [`publish`]).
 //!
 //! [`sample`] reads the figures, [`publish`] turns them into metric data, [`cadence`] keeps
 //! the ticks on a fixed grid, [`metrics`] is the publisher's own health.

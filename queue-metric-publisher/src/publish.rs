@@ -1,11 +1,20 @@
 //! Turning a sample into CloudWatch metric data and publishing it in one call.
 //!
 //! Per queue (dimension `QueueName`): `Visible`, `NotVisible`, `Delayed`. With a worker group
-//! (dimensions `QueueName`, `AutoScalingGroupName`): `BacklogPerInstance`, the visible count
-//! divided by the InService instances, **or by 1 when there are none**: an empty fleet with a
-//! backlog of N then reads N per instance, above any sensible target, so target tracking sees
-//! the need to scale out from zero instead of a division by zero; with nothing queued it
-//! reads 0.
+//! (dimensions `QueueName`, `AutoScalingGroupName`), two ratios, both divided by the InService
+//! instances **or by 1 when there are none**:
+//! - `WorkPerInstance`, the metric the group target-tracks: work in hand and waiting,
+//!   `(Visible + NotVisible) / InService`. A message a worker is running is hidden
+//!   (NotVisible) until the job ends, so counting only visible messages reads 0 while every
+//!   worker is busy and nothing waits, and target tracking would then scale in under running
+//!   work (KEDA's SQS scaler made that mistake and fixed it: kedacore/keda#1663, then
+//!   `scaleOnInFlight`, on by default). An empty fleet with N messages in hand reads N.
+//! - `BacklogPerInstance`, the visible count alone per instance: the figure AWS's SQS scaling
+//!   guide tracks, kept for the dashboard (how much waits, not how much runs).
+//!
+//! The empty fleet counts as one instance so that the metric never divides by zero and reads N
+//! with N messages, above any sensible target, while with nothing queued it reads 0.
+//! `Delayed` messages are not counted: nobody can take them yet.
 //!
 //! Per group (dimension `AutoScalingGroupName`): `InServiceInstances` and `DesiredCapacity`, at
 //! the same resolution, so that the "work waiting, no workers" alarm that starts the first
@@ -29,9 +38,10 @@ pub struct Sample {
     pub at: std::time::SystemTime,
 }
 
-/// Backlog per instance, with an empty fleet counted as one instance (see the module docs).
-pub fn backlog_per_instance(visible: u64, in_service: u64) -> f64 {
-    visible as f64 / in_service.max(1) as f64
+/// `messages` per InService instance, with an empty fleet counted as one instance (see the
+/// module docs). `WorkPerInstance` passes visible + NotVisible, `BacklogPerInstance` visible.
+pub fn per_instance(messages: u64, in_service: u64) -> f64 {
+    messages as f64 / in_service.max(1) as f64
 }
 
 /// The metric data for one sample.
@@ -59,12 +69,18 @@ pub fn metric_data(sample: &Sample) -> Vec<MetricDatum> {
         }
         if let Some((group, size)) = &sample.group {
             let group_dim = Dimension::builder().name("AutoScalingGroupName").value(group).build();
-            let per_instance = backlog_per_instance(q.visible, size.in_service);
+            let dims = vec![queue, group_dim];
+            data.push(datum(
+                "WorkPerInstance",
+                per_instance(q.visible + q.not_visible, size.in_service),
+                StandardUnit::None,
+                dims.clone(),
+            ));
             data.push(datum(
                 "BacklogPerInstance",
-                per_instance,
+                per_instance(q.visible, size.in_service),
                 StandardUnit::None,
-                vec![queue, group_dim],
+                dims,
             ));
         }
     }
@@ -126,9 +142,9 @@ mod tests {
 
     #[test]
     fn empty_fleet_counts_as_one() {
-        assert_eq!(backlog_per_instance(12, 0), 12.0);
-        assert_eq!(backlog_per_instance(0, 0), 0.0);
-        assert_eq!(backlog_per_instance(12, 4), 3.0);
+        assert_eq!(per_instance(12, 0), 12.0);
+        assert_eq!(per_instance(0, 0), 0.0);
+        assert_eq!(per_instance(12, 4), 3.0);
     }
 
     #[test]
@@ -150,13 +166,17 @@ mod tests {
             at: std::time::SystemTime::UNIX_EPOCH,
         };
         let data = metric_data(&sample);
-        assert_eq!(data.len(), 6);
+        assert_eq!(data.len(), 7);
         assert!(data.iter().all(|d| d.storage_resolution() == Some(1)));
         let text = render("AutoLambda", &data);
         assert!(text.contains("AutoLambda Visible{QueueName=jobs} 6"), "{text}");
         assert!(
             text.contains("AutoLambda BacklogPerInstance{QueueName=jobs,AutoScalingGroupName=workers} 2"),
             "{text}"
+        );
+        assert!(
+            text.contains("AutoLambda WorkPerInstance{QueueName=jobs,AutoScalingGroupName=workers} 2.6666666666666665"),
+            "(6 visible + 2 in flight) / 3: {text}"
         );
     }
 }

@@ -33,6 +33,7 @@ pub fn worker_command(binary: &Path, stack: &Stack) -> Command {
         .env("AUTO_LAMBDA_QUEUE_URL", &stack.queue_url)
         .env("AUTO_LAMBDA_ROLE_ARN", &stack.role_arn)
         .env("AUTO_LAMBDA_SCALE_IN_PROTECTION", "off")
+        .env("AUTO_LAMBDA_FOLLOW_LIFECYCLE_STATE", "off")
         .env(
             "AUTO_LAMBDA_BUILD_IMAGES",
             format!("python3.13={PYTHON_IMAGE},python3.11={PYTHON311_IMAGE},nodejs20.x={NODE_IMAGE}"),
@@ -132,7 +133,9 @@ pub struct Moto {
 impl Moto {
     pub fn start() -> Moto {
         let port = free_port();
-        let child = Command::new(venv_bin("moto_server"))
+        // moto's server with Lambda's RevisionId enforced, as on AWS (see dev/moto_patches.py).
+        let child = Command::new(venv_bin("python"))
+            .arg(repo_root().join("dev/moto_patches.py"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -160,18 +163,19 @@ impl Moto {
 
     /// Creates bucket, queue + DLQ, notification and role with dev/localaws.py.
     pub fn bootstrap(&self, name: &str, versioned: bool) -> Stack {
-        self.bootstrap_with(name, versioned, 0)
+        self.bootstrap_with(name, versioned, None)
     }
 
-    /// Like [`Moto::bootstrap`], plus a worker Auto Scaling group of `instances` (when > 0).
-    pub fn bootstrap_with(&self, name: &str, versioned: bool, instances: u32) -> Stack {
+    /// Like [`Moto::bootstrap`], plus, with `Some(n)`, a worker Auto Scaling group of `n`
+    /// InService instances (`Some(0)`: an empty group).
+    pub fn bootstrap_with(&self, name: &str, versioned: bool, group: Option<u32>) -> Stack {
         let mut cmd = Command::new(venv_bin("python"));
         cmd.arg(repo_root().join("dev/localaws.py"))
             .args(["bootstrap", "--endpoint", &self.endpoint, "--name", name]);
         if versioned {
             cmd.arg("--versioned");
         }
-        if instances > 0 {
+        if let Some(instances) = group {
             cmd.args(["--asg", &instances.to_string()]);
         }
         let out = cmd.output().expect("run localaws.py bootstrap");
@@ -303,11 +307,14 @@ where
 }
 
 /// A stand-in for the EC2 instance metadata service (IMDSv2): it hands out a session token
-/// on `PUT /latest/api/token` and answers `GET /latest/meta-data/instance-id`. moto has no
-/// metadata service; this is the one fake the tests need for it. Serves until dropped.
+/// on `PUT /latest/api/token` and answers `GET /latest/meta-data/instance-id` and, once set
+/// with [`FakeImds::set_lifecycle_state`], `.../autoscaling/target-lifecycle-state`; anything
+/// else is 404, as on EC2. moto has no metadata service; this is the one fake the tests need
+/// for it. Serves until dropped.
 #[derive(Debug)]
 pub struct FakeImds {
     pub endpoint: String,
+    lifecycle_state: std::sync::Arc<std::sync::Mutex<Option<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -317,12 +324,15 @@ impl FakeImds {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let instance_id = instance_id.to_owned();
+        let lifecycle_state = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+        let state = lifecycle_state.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut stream, _)) = listener.accept().await else {
                     return;
                 };
                 let instance_id = instance_id.clone();
+                let lifecycle_state = state.lock().unwrap().clone();
                 tokio::spawn(async move {
                     let mut buf = vec![0u8; 8192];
                     let mut got = 0;
@@ -334,23 +344,38 @@ impl FakeImds {
                     }
                     let head = String::from_utf8_lossy(&buf[..got]).to_string();
                     let line = head.lines().next().unwrap_or_default().to_owned();
+                    let authorised = head
+                        .to_ascii_lowercase()
+                        .contains("x-aws-ec2-metadata-token: fake-imds-token");
                     let (status, body) = if line.starts_with("PUT /latest/api/token") {
                         ("200 OK", "fake-imds-token".to_owned())
-                    } else if line.starts_with("GET /latest/meta-data/instance-id")
-                        && head
-                            .to_ascii_lowercase()
-                            .contains("x-aws-ec2-metadata-token: fake-imds-token")
-                    {
-                        ("200 OK", instance_id)
-                    } else {
+                    } else if !authorised {
                         ("401 Unauthorized", String::new())
+                    } else if line.starts_with("GET /latest/meta-data/instance-id ") {
+                        ("200 OK", instance_id)
+                    } else if line.starts_with("GET /latest/meta-data/autoscaling/target-lifecycle-state ") {
+                        match lifecycle_state {
+                            Some(state) => ("200 OK", state),
+                            None => ("404 Not Found", String::new()),
+                        }
+                    } else {
+                        ("404 Not Found", String::new())
                     };
                     let reply = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nx-aws-ec2-metadata-token-ttl-seconds: 21600\r\nConnection: close\r\n\r\n{body}", body.len());
                     let _ = stream.write_all(reply.as_bytes()).await;
                 });
             }
         });
-        FakeImds { endpoint, task }
+        FakeImds {
+            endpoint,
+            lifecycle_state,
+            task,
+        }
+    }
+
+    /// What `autoscaling/target-lifecycle-state` answers from now on (`None`: 404).
+    pub fn set_lifecycle_state(&self, state: Option<&str>) {
+        *self.lifecycle_state.lock().unwrap() = state.map(Into::into);
     }
 }
 

@@ -241,7 +241,14 @@ pub struct Config {
     /// Protect this instance from Auto Scaling scale-in while it holds jobs: `auto` (when on an
     /// instance of an Auto Scaling group, found through IMDSv2), `on` or `off`.
     #[arg(long, env = "AUTO_LAMBDA_SCALE_IN_PROTECTION", value_enum, default_value = "auto")]
-    pub scale_in_protection: crate::protection::Mode,
+    pub scale_in_protection: InstanceMode,
+
+    /// Take work only while this instance's Auto Scaling target lifecycle state (IMDSv2
+    /// `autoscaling/target-lifecycle-state`) is InService: an instance launched into a warm
+    /// pool initialises and waits, and one on its way out (back to the pool, or terminated)
+    /// stops taking work at once. `auto`: when the metadata service has that state.
+    #[arg(long, env = "AUTO_LAMBDA_FOLLOW_LIFECYCLE_STATE", value_enum, default_value = "auto")]
+    pub follow_lifecycle_state: InstanceMode,
 
     /// Publish deploy outcomes and stage durations to CloudWatch every minute (for the
     /// dashboard and the failed-deploys alarm).
@@ -255,6 +262,20 @@ pub struct Config {
     /// Log format: text for people, json for CloudWatch Logs.
     #[arg(long, env = "AUTO_LAMBDA_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+}
+
+/// Whether to use a feature that needs this EC2 instance's metadata (IMDSv2) and Auto Scaling
+/// group: scale-in protection, following the lifecycle state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InstanceMode {
+    /// On when the worker runs on an instance of an Auto Scaling group, off elsewhere.
+    Auto,
+    /// Always; start-up fails if the instance, its group or its state cannot be found.
+    #[value(alias = "true")]
+    On,
+    /// Never.
+    #[value(alias = "false")]
+    Off,
 }
 
 impl Config {

@@ -126,6 +126,11 @@ pub struct FunctionState {
     pub code_sha256: String,
     pub revision_id: String,
     pub tags: HashMap<String, String>,
+    /// The package and the architecture are what the spec asks (they change together:
+    /// UpdateFunctionCode is the only call that sets the architecture).
+    code_matches: bool,
+    /// Runtime, handler, execution role, memory, timeout, description, environment and
+    /// layers are what the spec and the worker's `--role-arn` ask.
     config_matches: bool,
 }
 
@@ -148,13 +153,17 @@ pub struct Deployment {
     pub version: Option<String>,
 }
 
-/// Reads the function, or `None` if it does not exist yet.
+/// Reads the function, or `None` if it does not exist yet, and compares it with `spec`, the
+/// package about to be deployed (its `code_sha256`, base64 SHA-256 as Lambda reports it) and
+/// the execution role `role_arn`.
 pub async fn describe(
     lambda: &aws_sdk_lambda::Client,
     spec: &FunctionSpec,
+    code_sha256: &str,
+    role_arn: &str,
 ) -> Result<Option<FunctionState>, DeployError> {
     match lambda.get_function().function_name(&spec.name).send().await {
-        Ok(out) => Ok(Some(state_of(&out, spec))),
+        Ok(out) => Ok(Some(state_of(&out, spec, code_sha256, role_arn))),
         Err(err)
             if err
                 .as_service_error()
@@ -169,7 +178,7 @@ pub async fn describe(
     }
 }
 
-fn state_of(out: &GetFunctionOutput, spec: &FunctionSpec) -> FunctionState {
+fn state_of(out: &GetFunctionOutput, spec: &FunctionSpec, want_sha256: &str, role_arn: &str) -> FunctionState {
     let Some(cfg) = out.configuration() else {
         return FunctionState::default();
     };
@@ -180,26 +189,32 @@ fn state_of(out: &GetFunctionOutput, spec: &FunctionSpec) -> FunctionState {
         .unwrap_or_default();
     let layers: Vec<&str> = cfg.layers().iter().filter_map(|l| l.arn()).collect();
     let arch = cfg.architectures().first().map(|a| a.as_str()).unwrap_or("x86_64");
+    let code_sha256 = cfg.code_sha256().unwrap_or_default();
+    let code_matches = code_sha256 == want_sha256 && arch == spec.architecture.as_str();
     let config_matches = cfg.runtime().map(|r| r.as_str()) == Some(spec.runtime.as_str())
         && cfg.handler() == Some(spec.handler.as_str())
+        && cfg.role() == Some(role_arn)
         && cfg.memory_size() == Some(spec.memory_mb)
         && cfg.timeout() == Some(spec.timeout_secs)
         && cfg.description().unwrap_or_default() == spec.description
         && env == spec.environment
-        && layers == spec.layers.iter().map(String::as_str).collect::<Vec<_>>()
-        && arch == spec.architecture.as_str();
+        && layers == spec.layers.iter().map(String::as_str).collect::<Vec<_>>();
     FunctionState {
         arn: cfg.function_arn().unwrap_or_default().to_owned(),
-        code_sha256: cfg.code_sha256().unwrap_or_default().to_owned(),
+        code_sha256: code_sha256.to_owned(),
         revision_id: cfg.revision_id().unwrap_or_default().to_owned(),
         tags: out.tags().cloned().unwrap_or_default(),
+        code_matches,
         config_matches,
     }
 }
 
 /// Makes the function run `package` (sent as `code`) with `spec`'s configuration, then publishes a version and
-/// moves the alias if the spec asks. `current` is what [`describe`] returned just before;
-/// `tags` are written on the function with the change.
+/// moves the alias if the spec asks. `current` is what [`describe`] returned just before, for
+/// this package and role; `tags` are written on the function with the change. Only what
+/// differs is sent: the code (with the architecture) when the package or the architecture
+/// changed, the configuration when it or the role changed; both carry the RevisionId read
+/// before, so a racing change by another worker fails with PreconditionFailed.
 pub async fn upsert(
     lambda: &aws_sdk_lambda::Client,
     spec: &FunctionSpec,
@@ -215,7 +230,7 @@ pub async fn upsert(
             let arn = create(lambda, spec, code, role_arn, tags).await?;
             (Change::Created, arn)
         }
-        Some(state) if state.code_sha256 == package.code_sha256 && state.config_matches => {
+        Some(state) if state.code_matches && state.config_matches => {
             // Nothing to change, but an earlier attempt may have stopped (or lost Lambda's reply)
             // between the change and the publish, so the tags are brought up to date and the
             // version published below all the same: PublishVersion returns the existing version
@@ -227,8 +242,9 @@ pub async fn upsert(
         }
         Some(state) => {
             let mut revision = state.revision_id.clone();
-            if state.code_sha256 != package.code_sha256 || !state.config_matches {
+            if !state.code_matches {
                 // Architecture can only change together with the code, so the code goes first.
+                tracing::info!(function = %function, "Updating the function's code.");
                 let out = lambda
                     .update_function_code()
                     .function_name(&function)
@@ -243,10 +259,14 @@ pub async fn upsert(
                         function: function.clone(),
                         source: Box::new(e),
                     })?;
-                revision = out.revision_id().unwrap_or_default().to_owned();
-                wait_updated(lambda, &function).await?;
+                // The reply's RevisionId is already stale once the update completes (Lambda
+                // gives the finished update a new one): take the waiter's.
+                revision = wait_updated(lambda, &function)
+                    .await?
+                    .unwrap_or_else(|| out.revision_id().unwrap_or_default().to_owned());
             }
             if !state.config_matches {
+                tracing::info!(function = %function, "Updating the function's configuration.");
                 lambda
                     .update_function_configuration()
                     .function_name(&function)
@@ -421,32 +441,61 @@ async fn point_alias(
     Ok(())
 }
 
-async fn wait_updated(lambda: &aws_sdk_lambda::Client, function: &str) -> Result<(), DeployError> {
-    lambda
+/// Waits until Lambda has applied the last change; returns the function's RevisionId then.
+async fn wait_updated(lambda: &aws_sdk_lambda::Client, function: &str) -> Result<Option<String>, DeployError> {
+    let done = lambda
         .wait_until_function_updated_v2()
         .function_name(function)
         .wait(WAIT)
         .await
-        .map(|_| ())
-        .map_err(|e| waiter_error(function, e))
+        .map_err(|e| waiter_error(function, e))?;
+    Ok(done
+        .as_result()
+        .ok()
+        .and_then(|out| out.configuration())
+        .and_then(|c| c.revision_id())
+        .map(str::to_owned))
 }
 
-fn waiter_error<O: std::fmt::Debug, E: std::error::Error + Send + Sync + 'static>(
-    function: &str,
-    err: WaiterError<O, E>,
-) -> DeployError {
+/// Both waiters poll GetFunction. When Lambda reports the change as Failed, the report carries
+/// Lambda's own reason: `LastUpdateStatusReason` for an update, `StateReason` for a new
+/// function (API reference, FunctionConfiguration), with its reason code.
+fn waiter_error(function: &str, err: WaiterError<GetFunctionOutput, GetFunctionError>) -> DeployError {
     let function = function.to_owned();
     match err {
         WaiterError::ExceededMaxWait(_) => DeployError::WaitTimedOut { function },
-        WaiterError::FailureState(_) => DeployError::UpdateFailed {
+        WaiterError::FailureState(failed) => DeployError::UpdateFailed {
             function,
-            reason: "Lambda reported the update as Failed".into(),
+            reason: failed
+                .final_poll()
+                .as_result()
+                .ok()
+                .and_then(|out| out.configuration())
+                .and_then(failure_reason)
+                .unwrap_or_else(|| "Lambda reported the change as Failed and gave no reason".into()),
         },
         other => DeployError::WaitFailed {
             function,
             reason: aws_smithy_types::error::display::DisplayErrorContext(&other).to_string(),
         },
     }
+}
+
+fn failure_reason(cfg: &aws_sdk_lambda::types::FunctionConfiguration) -> Option<String> {
+    let (reason, code) = match cfg.last_update_status_reason() {
+        Some(reason) => (
+            reason,
+            cfg.last_update_status_reason_code().map(|c| c.as_str().to_owned()),
+        ),
+        None => (
+            cfg.state_reason()?,
+            cfg.state_reason_code().map(|c| c.as_str().to_owned()),
+        ),
+    };
+    Some(match code {
+        Some(code) => format!("{reason} ({code})"),
+        None => reason.to_owned(),
+    })
 }
 
 fn environment(spec: &FunctionSpec) -> Environment {

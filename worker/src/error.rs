@@ -187,7 +187,11 @@ fn deploy(e: &DeployError) -> Class {
             e.is_resource_conflict_exception() || e.is_too_many_requests_exception() || e.is_service_exception()
         }),
         DeployError::Publish { source, .. } => sdk(source, |e: &op::publish_version::PublishVersionError| {
-            e.is_resource_conflict_exception()
+            // The worker sends only the function name and the CodeSha256 it deployed, so an
+            // invalid parameter can only be that hash: another worker changed $LATEST between
+            // our update and our publish. Lost a race: re-read and try again.
+            e.is_invalid_parameter_value_exception()
+                || e.is_resource_conflict_exception()
                 || e.is_precondition_failed_exception()
                 || e.is_too_many_requests_exception()
                 || e.is_service_exception()

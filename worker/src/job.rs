@@ -9,6 +9,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
+
 use crate::artifact;
 use crate::coalesce::InHand;
 use crate::config::Config;
@@ -72,7 +74,19 @@ pub async fn handle(ctx: &Context, message: &Received) -> Disposition {
             tracing::info!(bucket = %object.bucket, key = %object.key, %reason, "Ignoring object.");
             continue;
         }
-        if let Disposition::RetryAfter(delay) = work_object(ctx, message, &object).await {
+        // A panic is a bug, but one upload's bug must not take the worker down or leave its
+        // message hidden: it is caught here, counted, reported, and the upload is retried.
+        let worked = std::panic::AssertUnwindSafe(work_object(ctx, message, &object))
+            .catch_unwind()
+            .await;
+        let worked = match worked {
+            Ok(d) => d,
+            Err(panic) => {
+                let what = panic_message(panic);
+                panicked(ctx, message, &object, what).await
+            }
+        };
+        if let Disposition::RetryAfter(delay) = worked {
             disposition = Disposition::RetryAfter(delay);
         }
     }
@@ -146,15 +160,11 @@ impl Done {
     }
 }
 
-#[tracing::instrument(skip_all, fields(key = %object.key))]
-async fn work_object(ctx: &Context, message: &Received, object: &ObjectCreated) -> Disposition {
-    let mut timings = Timings::default();
-    let mut dropped = Vec::new();
-    let result = run_stages(ctx, object, &mut timings, &mut dropped).await;
-    let source = Source::from(object);
-    let mut report = StatusReport {
+/// A report of `object` that says nothing yet: failed, no details.
+fn blank_report(object: &ObjectCreated, message: &Received) -> StatusReport {
+    StatusReport {
         outcome: Outcome::Failed,
-        source,
+        source: Source::from(object),
         function_name: None,
         function_arn: None,
         version: None,
@@ -175,7 +185,45 @@ async fn work_object(ctx: &Context, message: &Received, object: &ObjectCreated) 
         message_id: message.message_id.clone(),
         attempt: message.receive_count,
         finished_at: String::new(),
-    };
+    }
+}
+
+/// What a panic said: its `&str` or `String` payload.
+fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+    match panic.downcast::<String>() {
+        Ok(s) => *s,
+        Err(panic) => panic
+            .downcast_ref::<&str>()
+            .map_or_else(|| "a panic without a message".to_owned(), |s| (*s).to_owned()),
+    }
+}
+
+/// The job of `object` panicked: logs the panic's message, counts it, and reports the upload
+/// failed/transient so that the message comes back and the upload is tried again.
+async fn panicked(ctx: &Context, message: &Received, object: &ObjectCreated, what: String) -> Disposition {
+    crate::metrics::record_panic();
+    crate::metrics::record_outcome("retrying");
+    let delay = queue::retry_delay(ctx.config.retry_base_secs, message.receive_count);
+    tracing::error!(key = %object.key, panic = %what, retry_in_secs = delay.as_secs(), "The job panicked (a bug in the worker); the upload will be retried.");
+    let mut report = blank_report(object, message);
+    report.error = Some(format!(
+        "the worker hit an internal error (a panic: {what}) and will try this upload again; if it persists, report it with this message"
+    ));
+    report.error_class = Some("transient");
+    report.will_retry = true;
+    report.finished_at = report::now_rfc3339();
+    if let Err(err) = report::write(&ctx.s3, &ctx.config.status_prefix, &report).await {
+        tracing::warn!(error = %err, "Cannot write the status report of a panicked job.");
+    }
+    Disposition::RetryAfter(delay)
+}
+
+#[tracing::instrument(skip_all, fields(key = %object.key))]
+async fn work_object(ctx: &Context, message: &Received, object: &ObjectCreated) -> Disposition {
+    let mut timings = Timings::default();
+    let mut dropped = Vec::new();
+    let result = run_stages(ctx, object, &mut timings, &mut dropped).await;
+    let mut report = blank_report(object, message);
     let mut disposition = Disposition::Delete;
     match result {
         Ok(done) => {
@@ -249,6 +297,9 @@ async fn run_stages(
     timings: &mut Timings,
     dropped: &mut Vec<String>,
 ) -> Result<Done, JobError> {
+    // Fault injection for the tests (feature `failpoints`, env FAILPOINTS=job-stages=...);
+    // compiled out of a normal build.
+    fail::fail_point!("job-stages");
     let config = &ctx.config;
     let work = match &config.work_dir {
         Some(dir) => tempfile::Builder::new().prefix("auto-lambda-").tempdir_in(dir),
@@ -338,7 +389,7 @@ async fn deploy_if_newer(
         );
         return Ok(Done::stale(spec, package, None, note));
     }
-    let current = deploy::describe(&ctx.lambda, &spec).await?;
+    let current = deploy::describe(&ctx.lambda, &spec, &package.code_sha256, &ctx.config.role_arn).await?;
     if let Some(state) = &current {
         if let Some(note) = newer_deployed(state, &ours, object) {
             return Ok(Done::stale(spec, package, Some(state.arn.clone()), note));

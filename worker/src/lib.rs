@@ -10,7 +10,8 @@
 //! package will start, [`deploy`] talks to Lambda, [`report`] writes status reports. Around
 //! them: [`sandbox`] runs locked-down containers for `deps` and `verify`, [`coalesce`] deploys
 //! only the newest upload in hand per function, [`protection`] guards busy instances from
-//! scale-in, [`error`] classifies failures and [`metrics`] counts what happened.
+//! scale-in, [`lifecycle`] keeps a warm pool's instances from taking work until they are
+//! InService, [`error`] classifies failures and [`metrics`] counts what happened.
 #![forbid(unsafe_code)]
 
 pub mod artifact;
@@ -21,6 +22,7 @@ pub mod deps;
 pub mod error;
 pub mod event;
 pub mod job;
+pub mod lifecycle;
 pub mod manifest;
 pub mod metrics;
 pub mod package;
@@ -85,6 +87,8 @@ pub enum StartError {
     },
     #[error("scale-in protection is on but unavailable: {0}")]
     Protection(#[from] protection::ProtectionError),
+    #[error("--follow-lifecycle-state is on but the state is unavailable: {0}")]
+    Lifecycle(#[from] lifecycle::LifecycleError),
     #[error("cannot reach the queue {queue_url} (check --queue-url and --endpoint-url): {reason}")]
     QueueUnreachable {
         queue_url: String,
@@ -107,7 +111,12 @@ impl StartError {
     /// Whether starting again later may succeed (exit 75) rather than needing a change of
     /// configuration (exit 64).
     pub fn is_transient(&self) -> bool {
-        matches!(self, StartError::QueueUnreachable { transient: true, .. })
+        matches!(
+            self,
+            StartError::QueueUnreachable { transient: true, .. }
+                | StartError::Protection(protection::ProtectionError::Imds(_))
+                | StartError::Lifecycle(lifecycle::LifecycleError::Imds(_))
+        )
     }
 }
 
@@ -159,9 +168,13 @@ pub async fn run(config: Config, clients: Clients, shutdown: CancellationToken) 
                 source,
             }
         })?;
-    let protection = protection::Protection::discover(config.scale_in_protection, clients.autoscaling.clone())
-        .await?
-        .map(Arc::new);
+    // Both ask the metadata service, which off EC2 takes a few seconds to fail: at once.
+    let (protection, lifecycle) = tokio::join!(
+        protection::Protection::discover(config.scale_in_protection, clients.autoscaling.clone()),
+        lifecycle::Gate::follow(config.follow_lifecycle_state, shutdown.clone()),
+    );
+    let protection = protection?.map(Arc::new);
+    let mut lifecycle = lifecycle?;
     let settings = config.build_settings();
     let engine = Arc::new(sandbox::Engine::new(settings.limits.clone()));
     let builder = deps::Builder::new(settings, cache, engine.clone());
@@ -221,6 +234,13 @@ pub async fn run(config: Config, clients: Clients, shutdown: CancellationToken) 
     tracing::info!(queue = %config.queue_url, concurrency, "Worker started.");
 
     loop {
+        // A warm pool's instance initialises above and then waits here until it is InService;
+        // one leaving service takes no more work.
+        if let Some(gate) = &mut lifecycle {
+            if !gate.until_in_service(&shutdown).await {
+                break;
+            }
+        }
         // Wait for a free slot before asking for more work, so that no message sits hidden
         // in this process while another worker is idle.
         let first = tokio::select! {
@@ -291,10 +311,12 @@ pub async fn run(config: Config, clients: Clients, shutdown: CancellationToken) 
 
 /// Runs one message's job with a visibility heartbeat, then deletes it or lets it reappear.
 async fn work_message(ctx: &Context, message: queue::Received, hard_stop: CancellationToken) {
+    // Guards: each is released on every way out of this function, a panic included.
     let _in_flight = metrics::InFlight::enter();
-    if let Some(p) = &ctx.protection {
-        p.job_started().await;
-    }
+    let protected = match &ctx.protection {
+        Some(p) => Some(p.hold().await),
+        None => None,
+    };
     let beat_done = CancellationToken::new();
     let heartbeat = ctx.queue.heartbeat(
         &message.receipt_handle,
@@ -325,7 +347,7 @@ async fn work_message(ctx: &Context, message: queue::Received, hard_stop: Cancel
         // which the exactly-once checks make harmless.
         tracing::warn!(message_id = %message.message_id, error = %err, "Cannot settle the message with SQS.");
     }
-    if let Some(p) = &ctx.protection {
-        p.job_finished().await;
+    if let Some(hold) = protected {
+        hold.release().await;
     }
 }

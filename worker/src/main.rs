@@ -7,6 +7,8 @@ use auto_lambda_worker::{metrics, preflight, run, Clients, Config};
 
 #[tokio::main]
 async fn main() {
+    // Fault injection for the tests; a no-op unless built with the `failpoints` feature.
+    let _failpoints = fail::FailScenario::setup();
     let config: Config = config::parse_args();
     if let Err(err) = config.validate() {
         err.exit();
@@ -37,6 +39,9 @@ async fn main() {
         systemd::stopping();
     });
     if let Err(err) = run(config, clients, shutdown).await {
+        if err.is_transient() {
+            config::exit_tempfail(&err);
+        }
         config::ConfigError::new("start-up", err.to_string()).exit();
     }
 }

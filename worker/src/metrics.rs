@@ -4,7 +4,9 @@
 //!   not-an-event;
 //! * `auto_lambda_stage_duration_seconds{stage}`: download, unpack, build, package, deploy;
 //! * `auto_lambda_jobs_in_flight`;
-//! * `auto_lambda_receive_errors_total`.
+//! * `auto_lambda_receive_errors_total`;
+//! * `auto_lambda_job_panics_total`: jobs that panicked (a bug: each is logged with its
+//!   message, reported failed/transient and retried).
 //!
 //! The fleet's view of the same figures goes to CloudWatch (namespace `AutoLambda` by
 //! default), summed over a minute and published in one PutMetricData call: `Jobs` (Count,
@@ -45,6 +47,7 @@ struct Metrics {
     stages: Family<StageLabel, Histogram>,
     in_flight: Gauge,
     receive_errors: Counter,
+    panics: Counter,
     pending: Mutex<Pending>,
 }
 
@@ -68,16 +71,19 @@ fn metrics() -> &'static Metrics {
         });
         let in_flight = Gauge::default();
         let receive_errors = Counter::default();
+        let panics = Counter::default();
         registry.register("jobs", "Uploads worked, by outcome", jobs.clone());
         registry.register("stage_duration_seconds", "Time per job stage", stages.clone());
         registry.register("jobs_in_flight", "Jobs being worked now", in_flight.clone());
         registry.register("receive_errors", "Failed SQS receives", receive_errors.clone());
+        registry.register("job_panics", "Jobs that panicked (bugs)", panics.clone());
         Metrics {
             registry: Arc::new(registry),
             jobs,
             stages,
             in_flight,
             receive_errors,
+            panics,
             pending: Mutex::default(),
         }
     })
@@ -96,6 +102,10 @@ pub fn record_outcome(outcome: &str) {
         .outcomes
         .entry(outcome.to_owned())
         .or_default() += 1;
+}
+
+pub fn record_panic() {
+    metrics().panics.inc();
 }
 
 pub fn record_stage(stage: &str, elapsed: Duration) {

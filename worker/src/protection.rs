@@ -6,22 +6,9 @@
 //! `AWS_EC2_METADATA_SERVICE_ENDPOINT`) and its group through DescribeAutoScalingInstances.
 //! `auto` (the default) turns this on only when both are found; `on` requires them.
 
-use std::time::Duration;
+use std::sync::Arc;
 
-use aws_config::imds;
-
-/// Whether to manage scale-in protection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Mode {
-    /// On when the worker runs on an instance of an Auto Scaling group, off elsewhere.
-    Auto,
-    /// Always; start-up fails if the instance or its group cannot be found.
-    #[value(alias = "true")]
-    On,
-    /// Never.
-    #[value(alias = "false")]
-    Off,
-}
+use crate::config::InstanceMode as Mode;
 
 /// Why protection could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -67,11 +54,7 @@ impl Protection {
     }
 
     async fn find(autoscaling: aws_sdk_autoscaling::Client) -> Result<Self, ProtectionError> {
-        let imds = imds::Client::builder()
-            .connect_timeout(Duration::from_secs(1))
-            .read_timeout(Duration::from_secs(2))
-            .max_attempts(2)
-            .build();
+        let imds = auto_lambda_common::aws::imds_client();
         let instance_id: String = imds
             .get("/latest/meta-data/instance-id")
             .await
@@ -101,9 +84,16 @@ impl Protection {
         })
     }
 
-    /// A job starts: protect the instance if it was idle. Failures are logged, never fatal:
-    /// the job runs either way.
-    pub async fn job_started(&self) {
+    /// A job starts: protects the instance if it was idle, and returns the job's hold on the
+    /// protection. Release it with [`Hold::release`]; if the job ends any other way (a panic,
+    /// a cancelled future), dropping the hold releases it. Failures to set or release are
+    /// logged, never fatal: the job runs either way.
+    pub async fn hold(self: &Arc<Self>) -> Hold {
+        self.job_started().await;
+        Hold(Some(self.clone()))
+    }
+
+    async fn job_started(&self) {
         let mut state = self.state.lock().await;
         state.0 += 1;
         if !state.1 && self.set(true).await {
@@ -112,7 +102,7 @@ impl Protection {
     }
 
     /// A job ended: release the protection if the instance is now idle.
-    pub async fn job_finished(&self) {
+    async fn job_finished(&self) {
         let mut state = self.state.lock().await;
         state.0 = state.0.saturating_sub(1);
         if state.0 == 0 && state.1 && self.set(false).await {
@@ -138,6 +128,31 @@ impl Protection {
                 let error = aws_smithy_types::error::display::DisplayErrorContext(&err);
                 tracing::warn!(%error, protected, "Cannot set scale-in protection.");
                 false
+            }
+        }
+    }
+}
+
+/// One job's hold on the instance's scale-in protection (see [`Protection::hold`]).
+#[derive(Debug)]
+#[must_use = "dropping the hold releases the protection"]
+pub struct Hold(Option<Arc<Protection>>);
+
+impl Hold {
+    /// The job is over: releases the protection if no other job holds it.
+    pub async fn release(mut self) {
+        if let Some(p) = self.0.take() {
+            p.job_finished().await;
+        }
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        // Not released by the job (it panicked or was cancelled): release it on the runtime.
+        if let Some(p) = self.0.take() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move { p.job_finished().await });
             }
         }
     }

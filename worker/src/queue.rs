@@ -3,11 +3,22 @@
 
 use std::time::Duration;
 
+use aws_sdk_sqs::operation::change_message_visibility::ChangeMessageVisibilityError;
+use aws_sdk_sqs::operation::delete_message::DeleteMessageError;
 use aws_sdk_sqs::operation::receive_message::ReceiveMessageError;
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use tokio_util::sync::CancellationToken;
+
+/// Settling a message with SQS failed; the SDK's error is kept, with its whole cause chain.
+#[derive(Debug, thiserror::Error)]
+pub enum SettleError {
+    #[error("DeleteMessage failed: {}", crate::error::describe(.0))]
+    Delete(#[source] Box<SdkError<DeleteMessageError, HttpResponse>>),
+    #[error("ChangeMessageVisibility failed: {}", crate::error::describe(.0))]
+    Visibility(#[source] Box<SdkError<ChangeMessageVisibilityError, HttpResponse>>),
+}
 
 /// One queue and the client that talks to it.
 #[derive(Debug, Clone)]
@@ -61,25 +72,27 @@ impl Queue {
     }
 
     /// Deletes a message whose outcome has been recorded.
-    pub async fn delete(&self, receipt: &str) -> Result<(), aws_sdk_sqs::Error> {
+    pub async fn delete(&self, receipt: &str) -> Result<(), SettleError> {
         self.sqs
             .delete_message()
             .queue_url(&self.url)
             .receipt_handle(receipt)
             .send()
-            .await?;
+            .await
+            .map_err(|e| SettleError::Delete(Box::new(e)))?;
         Ok(())
     }
 
     /// Makes a message visible again after `secs` (0: at once, for another worker).
-    pub async fn set_visibility(&self, receipt: &str, secs: i32) -> Result<(), aws_sdk_sqs::Error> {
+    pub async fn set_visibility(&self, receipt: &str, secs: i32) -> Result<(), SettleError> {
         self.sqs
             .change_message_visibility()
             .queue_url(&self.url)
             .receipt_handle(receipt)
             .visibility_timeout(secs)
             .send()
-            .await?;
+            .await
+            .map_err(|e| SettleError::Visibility(Box::new(e)))?;
         Ok(())
     }
 

@@ -8,7 +8,10 @@
 
 use std::collections::BTreeMap;
 
+use aws_sdk_s3::operation::put_object::PutObjectError;
 use aws_sdk_s3::primitives::ByteStream;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
 use serde::Serialize;
 
 use crate::event::ObjectCreated;
@@ -113,12 +116,21 @@ pub fn key_for(status_prefix: &str, source: &Source) -> String {
     format!("{status_prefix}{}/{id}.json", source.key)
 }
 
-/// Writes the report. The message is deleted only after this succeeds.
-pub async fn write(
-    s3: &aws_sdk_s3::Client,
-    status_prefix: &str,
-    report: &StatusReport,
-) -> Result<String, aws_sdk_s3::Error> {
+/// Writing a status report failed; the SDK's error is kept, with its whole cause chain.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot write the status report s3://{bucket}/{key}: {}",
+    crate::error::describe(source)
+)]
+pub struct WriteError {
+    pub bucket: String,
+    pub key: String,
+    #[source]
+    pub source: Box<SdkError<PutObjectError, HttpResponse>>,
+}
+
+/// Writes the report; returns its key. The message is deleted only after this succeeds.
+pub async fn write(s3: &aws_sdk_s3::Client, status_prefix: &str, report: &StatusReport) -> Result<String, WriteError> {
     let key = key_for(status_prefix, &report.source);
     let body = serde_json::to_vec_pretty(report).expect("a report always serialises");
     s3.put_object()
@@ -127,7 +139,12 @@ pub async fn write(
         .content_type("application/json")
         .body(ByteStream::from(body))
         .send()
-        .await?;
+        .await
+        .map_err(|e| WriteError {
+            bucket: report.source.bucket.clone(),
+            key: key.clone(),
+            source: Box::new(e),
+        })?;
     Ok(key)
 }
 

@@ -198,14 +198,8 @@ async fn three_workers_racing_on_one_function_deploy_only_uploads() {
         aws.wait_report(&stack, key, id, T).await;
     }
     // Across processes the guard against a stale overwrite is Lambda's RevisionId (and
-    // PublishVersion's CodeSha256). moto implements neither: it never changes a function's
-    // RevisionId and ignores the one sent ("RevisionId is not yet implemented"), so between
-    // workers it cannot refuse a racing update the way Lambda does, and an older upload whose
-    // download won the race can still land last (seen in CI). The worker's side of that
-    // contract is tested with mocks in throttling.rs (`a_lost_revision_race_is_retried_not_failed`).
-    // What the emulator can show is asserted: the newest upload is deployed, the function ends
-    // on a package somebody uploaded, and so does every published version. Whether the newest
-    // ended on top, and how many versions moto let through out of order, is printed.
+    // PublishVersion's CodeSha256), which the patched emulator enforces as Lambda does
+    // (dev/moto_patches.py): the newest upload ends on top and versions are in upload order.
     let newest_report = aws.wait_report(&stack, key, &ids[11], T).await;
     assert_eq!(newest_report["outcome"], "deployed", "{newest_report:#}");
     let on_top = aws.code_sha256("contended").await;
@@ -232,11 +226,12 @@ async fn three_workers_racing_on_one_function_deploy_only_uploads() {
         .collect();
     let reordered = positions.windows(2).filter(|w| w[1] <= w[0]).count();
     eprintln!(
-        "race: 12 uploads, 3 workers, {} versions published ({reordered} out of order on moto); \
-         upload {} of 0..=11 on top",
+        "race: 12 uploads, 3 workers, {} versions published; upload {} of 0..=11 on top",
         positions.len(),
         order[&on_top]
     );
+    assert_eq!(order[&on_top], 11, "the newest upload ends on top");
+    assert_eq!(reordered, 0, "versions in upload order, none twice: {positions:?}");
 }
 
 fn as_refs(files: &[(String, Vec<u8>)]) -> Vec<(&str, &[u8])> {

@@ -162,7 +162,7 @@ async fn sigterm_hands_the_message_back_when_grace_runs_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instance_is_protected_from_scale_in_while_busy() {
     let moto = Moto::start();
-    let stack = moto.bootstrap_with("protect", false, 2);
+    let stack = moto.bootstrap_with("protect", false, Some(2));
     let aws = Aws::new(&stack.endpoint).await;
     let me = stack.instance_ids[0].clone();
     let imds = FakeImds::start(&me).await;
@@ -198,4 +198,106 @@ async fn instance_is_protected_from_scale_in_while_busy() {
         protected(me.clone()).then(|p| async move { !p })
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_pool_instance_takes_work_only_while_in_service() {
+    let moto = Moto::start();
+    let stack = moto.bootstrap_with("warm", false, Some(1));
+    let aws = Aws::new(&stack.endpoint).await;
+    // S3's test event would be the one visible message the counts below see.
+    aws.sqs.purge_queue().queue_url(&stack.queue_url).send().await.unwrap();
+    let imds = FakeImds::start(&stack.instance_ids[0]).await;
+    imds.set_lifecycle_state(Some("Warmed:Stopped"));
+    let cache = tempfile::tempdir().unwrap();
+    let a = args(
+        cache.path(),
+        &["--follow-lifecycle-state", "on", "--wait-time-secs", "1"],
+    );
+    let mut cmd = worker_command(&stack);
+    let worker = Worker::spawn_with(cmd.env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds.endpoint), &refs(&a));
+    let hello = || zip_of(&[("app.py", b"def handler(e, c):\n    return 1\n")]);
+
+    // Launched into the warm pool: it initialises, says so, and leaves the queue alone.
+    eventually(T, "the worker to say it is in the warm pool", || async {
+        worker.log().contains("in the warm pool")
+    })
+    .await;
+    let id = aws.upload(&stack, "apps/warm.zip", hello()).await;
+    eventually(T, "the upload's message to be queued", || async {
+        aws.queue_counts(&stack.queue_url).await == (1, 0)
+    })
+    .await;
+    // Two polls of the state and several receive rounds' worth of time: still untouched.
+    tokio::time::sleep(auto_lambda_worker::lifecycle::POLL * 2).await;
+    assert_eq!(aws.queue_counts(&stack.queue_url).await, (1, 0), "{}", worker.log());
+
+    // Taken out of the pool: the queued upload deploys.
+    imds.set_lifecycle_state(Some("InService"));
+    let report = aws.wait_report(&stack, "apps/warm.zip", &id, T).await;
+    assert_eq!(report["outcome"], "deployed", "{report:#}");
+
+    // Scaled in back to the pool (reuse on scale-in): no new work from then on.
+    imds.set_lifecycle_state(Some("Warmed:Stopped"));
+    eventually(T, "the worker to stop taking work", || async {
+        worker.log().matches("in the warm pool").count() >= 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await; // a receive already under way ends
+    aws.upload(&stack, "apps/later.zip", hello()).await;
+    eventually(T, "the later upload's message to be queued", || async {
+        aws.queue_counts(&stack.queue_url).await == (1, 0)
+    })
+    .await;
+    tokio::time::sleep(auto_lambda_worker::lifecycle::POLL).await;
+    assert_eq!(aws.queue_counts(&stack.queue_url).await, (1, 0), "{}", worker.log());
+}
+
+/// A panic inside a job (injected with the `failpoints` feature, which `make test` builds
+/// with) is a bug, but it must cost one attempt, not the worker or the message: it is logged,
+/// counted, reported failed/transient, and the upload deploys on the next attempt.
+#[cfg(feature = "failpoints")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_job_is_reported_counted_and_retried() {
+    let moto = Moto::start();
+    let stack = moto.bootstrap("panic", false);
+    let aws = Aws::new(&stack.endpoint).await;
+    let mut cmd = worker_command(&stack);
+    cmd.env("FAILPOINTS", "job-stages=1*panic(injected by the test)");
+    let worker = Worker::spawn_with(&mut cmd, &["--retry-base-secs", "2"]);
+    let id = aws
+        .upload(
+            &stack,
+            "apps/panics.zip",
+            zip_of(&[("app.py", b"def handler(e, c):\n    return 1\n")]),
+        )
+        .await;
+
+    let first = aws.wait_report_any(&stack, "apps/panics.zip", &id, T).await;
+    assert_eq!(first["outcome"], "failed", "{first:#}");
+    assert_eq!(first["error_class"], "transient", "{first:#}");
+    assert_eq!(first["will_retry"], true, "{first:#}");
+    assert!(
+        first["error"].as_str().unwrap().contains("injected by the test"),
+        "the panic's message is on record: {first:#}"
+    );
+    let report = aws.wait_report(&stack, "apps/panics.zip", &id, T).await;
+    assert_eq!(report["outcome"], "deployed", "{report:#}");
+    assert_eq!(report["attempt"], 2, "{report:#}");
+    assert_eq!(worker.metric("auto_lambda_job_panics_total").await, 1.0);
+    eventually(T, "the in-flight gauge back to 0", || async {
+        worker.metric("auto_lambda_jobs_in_flight").await == 0.0
+    })
+    .await;
+    assert!(worker.log().contains("The job panicked"), "{}", worker.log());
+    assert!(child_running(&worker), "the worker goes on");
+}
+
+#[cfg(feature = "failpoints")]
+fn child_running(worker: &Worker) -> bool {
+    std::process::Command::new("kill")
+        .args(["-0", &worker.child.id().to_string()])
+        .status()
+        .unwrap()
+        .success()
 }

@@ -115,6 +115,74 @@ async fn duplicated_event_deploys_once() {
     assert_eq!(worker.metric("auto_lambda_jobs_in_flight").await, 0.0);
 }
 
+/// The execution role is part of what a function must match: a function whose role is not the
+/// worker's `--role-arn` (changed by hand, or the flag changed) is not "unchanged". It gets
+/// the role back through UpdateFunctionConfiguration alone; its code is not sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drifted_role_is_put_back_without_resending_the_code() {
+    let moto = Moto::start();
+    let stack = moto.bootstrap("drift", false);
+    let other_role = moto.bootstrap("drift-b", false).role_arn;
+    let aws = Aws::new(&stack.endpoint).await;
+    let files = app(1);
+    let id = aws.upload(&stack, "apps/drift.zip", zip_of(&as_refs(&files))).await;
+    // The test plays the notification service, so that the second delivery is of the very
+    // same upload: only the function's role differs.
+    let body = drain_bodies(&aws, &stack.queue_url, 1).await.remove(0);
+    let worker = Worker::spawn(&stack, &[]);
+    send(&aws, &stack.queue_url, &body).await;
+    let first = aws.wait_report(&stack, "apps/drift.zip", &id, T).await;
+    assert_eq!(first["outcome"], "deployed", "{first:#}");
+    let role = || async {
+        let cfg = aws
+            .lambda
+            .get_function_configuration()
+            .function_name("drift")
+            .send()
+            .await
+            .unwrap();
+        cfg.role().unwrap_or_default().to_owned()
+    };
+    assert_eq!(role().await, stack.role_arn);
+
+    aws.lambda
+        .update_function_configuration()
+        .function_name("drift")
+        .role(&other_role)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(role().await, other_role);
+    send(&aws, &stack.queue_url, &body).await;
+    let deadline = std::time::Instant::now() + T;
+    let report = loop {
+        let report = aws.wait_report(&stack, "apps/drift.zip", &id, T).await;
+        if report["message_id"] != first["message_id"] {
+            break report;
+        }
+        assert!(std::time::Instant::now() < deadline, "no report of the second delivery");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(report["outcome"], "deployed", "{report:#}");
+    assert_eq!(role().await, stack.role_arn, "the worker's role is back");
+    assert_eq!(aws.code_sha256("drift").await, expected_sha(&as_refs(&files)));
+    let log = worker.log();
+    assert_eq!(
+        log.matches("Updating the function's configuration.").count(),
+        1,
+        "{log}"
+    );
+    assert!(
+        !log.contains("Updating the function's code."),
+        "the code had not changed and is not sent again: {log}"
+    );
+    assert_eq!(
+        aws.versions("drift").await,
+        ["1", "2"],
+        "a version for the new configuration"
+    );
+}
+
 /// A worker that changed the function but stopped (or lost Lambda's reply) before publishing
 /// leaves `$LATEST` running the upload with no version. The redelivered message finishes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -70,7 +70,10 @@ async fn throttling_is_retried_with_backoff() {
         .build();
     let lambda = mock_client!(aws_sdk_lambda, RuleMode::Sequential, [&rule], policy);
     let started = Instant::now();
-    let state = deploy::describe(&lambda, &spec()).await.unwrap().unwrap();
+    let state = deploy::describe(&lambda, &spec(), "abc", "arn:aws:iam::123456789012:role/r")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(state.code_sha256, "abc");
     assert_eq!(rule.num_calls(), 3, "two throttled attempts, then success");
     assert!(started.elapsed() >= Duration::from_millis(5), "the retries backed off");
@@ -84,7 +87,9 @@ async fn throttling_that_outlasts_the_retries_is_transient() {
         .times(10)
         .build();
     let lambda = mock_client!(aws_sdk_lambda, RuleMode::Sequential, [&rule], policy);
-    let err = deploy::describe(&lambda, &spec()).await.unwrap_err();
+    let err = deploy::describe(&lambda, &spec(), "abc", "arn:aws:iam::123456789012:role/r")
+        .await
+        .unwrap_err();
     assert_eq!(rule.num_calls(), 5, "the binaries' policy makes five attempts");
     let job = JobError::from(err);
     assert_eq!(job.class(), Class::Transient, "never permanent: {job}");
