@@ -4,7 +4,10 @@
 //! into one [`SdkConfig`]. An endpoint override points every client at an emulator such as
 //! moto; S3 then needs path-style addressing, because `bucket.127.0.0.1` does not resolve.
 
+use std::time::Duration;
+
 use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 /// AWS connection settings shared by both binaries.
@@ -40,10 +43,52 @@ pub fn retry_config() -> RetryConfig {
     RetryConfig::standard().with_max_attempts(5)
 }
 
+/// Deadlines of every call (the SDK's default is none: a call that never answers would hold
+/// its job for ever). An *attempt* is one HTTP request and its response headers; the
+/// *operation* is every attempt with the retries' backoff in between. A response body that
+/// stops arriving is cut off by the SDK's stalled-stream protection (on with
+/// `BehaviorVersion::latest()`: under 1 byte/s for 5 s fails the stream), not by these.
+///
+/// The default suits the small calls (CloudWatch, Auto Scaling, STS, and SQS, whose longest
+/// call is a 20 s long poll: `--wait-time-secs` is at most 20, so 30 s per attempt leaves 10 s
+/// for the network). Clients that send large bodies get their own: [`lambda_timeouts`] and
+/// [`s3_timeouts`].
+pub fn timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .operation_attempt_timeout(Duration::from_secs(30))
+        .operation_timeout(Duration::from_secs(120))
+        .build()
+}
+
+/// Lambda: CreateFunction and UpdateFunctionCode carry an inline zip of up to 50 MB (about
+/// 67 MB once base64-encoded in JSON), which at 1 MB/s takes a minute to send.
+pub fn lambda_timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .operation_attempt_timeout(Duration::from_secs(180))
+        .operation_timeout(Duration::from_secs(600))
+        .build()
+}
+
+/// S3: PutObject of packages over 50 MB (up to Lambda's 250 MB unzipped limit) and of
+/// dependency-cache archives; a GetObject attempt ends with the response headers, its body is
+/// guarded by stalled-stream protection.
+pub fn s3_timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .operation_attempt_timeout(Duration::from_secs(300))
+        .operation_timeout(Duration::from_secs(900))
+        .build()
+}
+
 /// Loads the shared SDK configuration: credentials and region from the usual chain, with the
-/// overrides in `args` applied.
+/// overrides in `args` applied, the retry policy of [`retry_config`] and the deadlines of
+/// [`timeouts`].
 pub async fn load_sdk_config(args: &AwsArgs) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(retry_config());
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(retry_config())
+        .timeout_config(timeouts());
     if let Some(profile) = &args.profile {
         loader = loader.profile_name(profile);
     }
@@ -68,10 +113,12 @@ pub fn imds_client() -> aws_config::imds::Client {
         .build()
 }
 
-/// Builds an S3 client; path-style addressing whenever the endpoint is overridden.
+/// Builds an S3 client: path-style addressing whenever the endpoint is overridden, and the
+/// deadlines of [`s3_timeouts`].
 pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
     let s3_config = aws_sdk_s3::config::Builder::from(config)
         .force_path_style(config.endpoint_url().is_some())
+        .timeout_config(s3_timeouts())
         .build();
     aws_sdk_s3::Client::from_conf(s3_config)
 }

@@ -4,6 +4,9 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used)] // test harness: a failed unwrap is a failed test
 
+pub mod fault_proxy;
+pub use fault_proxy::{Fault, FaultProxy, Match};
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

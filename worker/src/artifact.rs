@@ -12,6 +12,7 @@ use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
 
 use aws_sdk_s3::operation::get_object::GetObjectError;
+use aws_sdk_s3::operation::put_object::PutObjectError;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use tokio::io::AsyncWriteExt;
@@ -45,7 +46,7 @@ const RATIO_FLOOR_BYTES: u64 = 1 << 20;
 /// Why an upload could not be fetched or unpacked.
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
-    #[error("cannot download s3://{bucket}/{key}: {}", crate::error::describe(source))]
+    #[error("cannot download s3://{bucket}/{key}: {}", crate::sdk_error::describe(source))]
     Download {
         bucket: String,
         key: String,
@@ -58,11 +59,21 @@ pub enum ArtifactError {
         key: String,
         message: String,
     },
-    #[error("cannot store the package at s3://{bucket}/{key}: {message}")]
+    #[error(
+        "cannot store the package at s3://{bucket}/{key}: {}",
+        crate::sdk_error::describe(source)
+    )]
     Upload {
         bucket: String,
         key: String,
-        message: String,
+        #[source]
+        source: Box<SdkError<PutObjectError, HttpResponse>>,
+    },
+    #[error("cannot read the package {path} to store it: {source}")]
+    ReadPackage {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
     },
     #[error("the upload is larger than the {limit}-byte limit")]
     ZipTooLarge { limit: u64 },
@@ -221,21 +232,23 @@ pub async fn store_package(
         "{prefix}{function}/{}.zip",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
     );
-    let upload_error = |message: String| ArtifactError::Upload {
-        bucket: bucket.to_owned(),
-        key: key.clone(),
-        message,
-    };
     let body = aws_sdk_s3::primitives::ByteStream::from_path(&package.path)
         .await
-        .map_err(|e| upload_error(e.to_string()))?;
+        .map_err(|e| ArtifactError::ReadPackage {
+            path: package.path.clone(),
+            source: std::io::Error::other(e),
+        })?;
     s3.put_object()
         .bucket(bucket)
         .key(&key)
         .body(body)
         .send()
         .await
-        .map_err(|e| upload_error(aws_smithy_types::error::display::DisplayErrorContext(e).to_string()))?;
+        .map_err(|e| ArtifactError::Upload {
+            bucket: bucket.to_owned(),
+            key: key.clone(),
+            source: Box::new(e),
+        })?;
     Ok(key)
 }
 

@@ -47,150 +47,254 @@ fn parse_runtime(raw: &str) -> Result<String, String> {
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "auto-lambda-worker", version, about, long_about, args_override_self = true)]
 pub struct Config {
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "AWS")]
     pub aws: AwsArgs,
 
     /// URL of the SQS queue that receives the bucket's ObjectCreated notifications.
-    #[arg(long, env = "AUTO_LAMBDA_QUEUE_URL")]
+    #[arg(help_heading = "Queue, bucket and functions", long, env = "AUTO_LAMBDA_QUEUE_URL")]
     pub queue_url: String,
 
     /// ARN of the execution role given to functions the worker creates.
-    #[arg(long, env = "AUTO_LAMBDA_ROLE_ARN")]
+    #[arg(help_heading = "Queue, bucket and functions", long, env = "AUTO_LAMBDA_ROLE_ARN")]
     pub role_arn: String,
 
     /// Buckets whose uploads are deployed (comma-separated); events naming any other bucket
     /// are logged and dropped. Default: any bucket that can reach the queue.
-    #[arg(long, env = "AUTO_LAMBDA_ALLOWED_BUCKETS", value_delimiter = ',')]
+    #[arg(
+        help_heading = "Queue, bucket and functions",
+        long,
+        env = "AUTO_LAMBDA_ALLOWED_BUCKETS",
+        value_delimiter = ','
+    )]
     pub allowed_buckets: Vec<String>,
 
     /// Only keys under this prefix and ending in .zip are deployed; others are ignored.
-    #[arg(long, env = "AUTO_LAMBDA_SOURCE_PREFIX", default_value = "apps/")]
+    #[arg(
+        help_heading = "Queue, bucket and functions",
+        long,
+        env = "AUTO_LAMBDA_SOURCE_PREFIX",
+        default_value = "apps/"
+    )]
     pub source_prefix: String,
 
     /// Status reports are written under this prefix of the same bucket. Keep it outside the
     /// source prefix, so that a report can never trigger a job.
-    #[arg(long, env = "AUTO_LAMBDA_STATUS_PREFIX", default_value = "status/")]
+    #[arg(
+        help_heading = "Queue, bucket and functions",
+        long,
+        env = "AUTO_LAMBDA_STATUS_PREFIX",
+        default_value = "status/"
+    )]
     pub status_prefix: String,
 
     /// Packages over Lambda's 50 MB inline limit are uploaded under this prefix of the same
     /// bucket, and Lambda takes them from there.
-    #[arg(long, env = "AUTO_LAMBDA_ARTIFACT_PREFIX", default_value = "artifacts/")]
+    #[arg(
+        help_heading = "Queue, bucket and functions",
+        long,
+        env = "AUTO_LAMBDA_ARTIFACT_PREFIX",
+        default_value = "artifacts/"
+    )]
     pub artifact_prefix: String,
 
     /// Packages up to this size (bytes) go to Lambda inline; larger ones through the artifacts
     /// prefix. An inline upload holds the package in memory (base64, about 4x its size); the S3
     /// path streams it, so the worker's memory does not grow with the app. At most 50 MiB.
-    #[arg(long, env = "AUTO_LAMBDA_INLINE_MAX_BYTES", default_value_t = 8 << 20)]
+    #[arg(help_heading = "Queue, bucket and functions", long, env = "AUTO_LAMBDA_INLINE_MAX_BYTES", default_value_t = 8 << 20)]
     pub inline_max_bytes: u64,
 
     /// Prefix prepended to every function name, so IAM can scope the worker to function:<prefix>*.
-    #[arg(long, env = "AUTO_LAMBDA_FUNCTION_PREFIX", default_value = "")]
+    #[arg(
+        help_heading = "Queue, bucket and functions",
+        long,
+        env = "AUTO_LAMBDA_FUNCTION_PREFIX",
+        default_value = ""
+    )]
     pub function_prefix: String,
 
     /// Jobs worked at once. Default: the number of CPUs.
-    #[arg(long, env = "AUTO_LAMBDA_CONCURRENCY")]
+    #[arg(help_heading = "Jobs", long, env = "AUTO_LAMBDA_CONCURRENCY")]
     pub concurrency: Option<usize>,
 
     /// Long-poll wait per receive, in seconds (0–20).
-    #[arg(long, env = "AUTO_LAMBDA_WAIT_TIME_SECS", default_value_t = 20)]
+    #[arg(
+        help_heading = "Jobs",
+        long,
+        env = "AUTO_LAMBDA_WAIT_TIME_SECS",
+        default_value_t = 20
+    )]
     pub wait_time_secs: i32,
 
     /// How long a received message stays hidden; a heartbeat renews it every third of this
     /// while its job runs, so a crash makes it reappear within this time.
-    #[arg(long, env = "AUTO_LAMBDA_VISIBILITY_TIMEOUT_SECS", default_value_t = 60)]
+    #[arg(
+        help_heading = "Jobs",
+        long,
+        env = "AUTO_LAMBDA_VISIBILITY_TIMEOUT_SECS",
+        default_value_t = 60
+    )]
     pub visibility_timeout_secs: i32,
 
     /// On SIGTERM, how long in-flight jobs may run before their messages are handed back.
     /// Keep it below systemd's TimeoutStopSec.
-    #[arg(long, env = "AUTO_LAMBDA_SHUTDOWN_GRACE_SECS", default_value_t = 60)]
+    #[arg(
+        help_heading = "Jobs",
+        long,
+        env = "AUTO_LAMBDA_SHUTDOWN_GRACE_SECS",
+        default_value_t = 60
+    )]
     pub shutdown_grace_secs: u64,
 
     /// First retry delay after a transient failure, in seconds; it doubles with each receive
     /// of the same message (capped at 15 minutes), with ±20% jitter.
-    #[arg(long, env = "AUTO_LAMBDA_RETRY_BASE_SECS", default_value_t = 10)]
+    #[arg(
+        help_heading = "Jobs",
+        long,
+        env = "AUTO_LAMBDA_RETRY_BASE_SECS",
+        default_value_t = 10
+    )]
     pub retry_base_secs: u64,
 
     /// How long start-up keeps retrying to reach the queue before giving up.
-    #[arg(long, env = "AUTO_LAMBDA_STARTUP_TIMEOUT_SECS", default_value_t = 30)]
+    #[arg(
+        help_heading = "Jobs",
+        long,
+        env = "AUTO_LAMBDA_STARTUP_TIMEOUT_SECS",
+        default_value_t = 30
+    )]
     pub startup_timeout_secs: u64,
 
     /// Directory for per-job temporary files. Default: the system temp directory.
-    #[arg(long, env = "AUTO_LAMBDA_WORK_DIR")]
+    #[arg(help_heading = "Jobs", long, env = "AUTO_LAMBDA_WORK_DIR")]
     pub work_dir: Option<PathBuf>,
 
     /// Largest upload accepted, in bytes.
-    #[arg(long, env = "AUTO_LAMBDA_MAX_ZIP_BYTES", default_value_t = Limits::DEFAULT.max_zip_bytes)]
+    #[arg(help_heading = "Unpack limits", long, env = "AUTO_LAMBDA_MAX_ZIP_BYTES", default_value_t = Limits::DEFAULT.max_zip_bytes)]
     pub max_zip_bytes: u64,
 
     /// Largest total unpacked size of one upload, in bytes (Lambda's own limit is 250 MB).
-    #[arg(long, env = "AUTO_LAMBDA_MAX_UNPACKED_BYTES", default_value_t = Limits::DEFAULT.max_unpacked_bytes)]
+    #[arg(help_heading = "Unpack limits", long, env = "AUTO_LAMBDA_MAX_UNPACKED_BYTES", default_value_t = Limits::DEFAULT.max_unpacked_bytes)]
     pub max_unpacked_bytes: u64,
 
     /// Most entries one upload may have.
-    #[arg(long, env = "AUTO_LAMBDA_MAX_ENTRIES", default_value_t = Limits::DEFAULT.max_entries)]
+    #[arg(help_heading = "Unpack limits", long, env = "AUTO_LAMBDA_MAX_ENTRIES", default_value_t = Limits::DEFAULT.max_entries)]
     pub max_entries: usize,
 
     /// Highest uncompressed:compressed ratio of one entry (checked above 1 MiB).
-    #[arg(long, env = "AUTO_LAMBDA_MAX_RATIO", default_value_t = Limits::DEFAULT.max_ratio)]
+    #[arg(help_heading = "Unpack limits", long, env = "AUTO_LAMBDA_MAX_RATIO", default_value_t = Limits::DEFAULT.max_ratio)]
     pub max_ratio: u64,
 
     /// Serve Prometheus /metrics and /healthz on this address, e.g. 127.0.0.1:9464. Off when unset.
-    #[arg(long, env = "AUTO_LAMBDA_METRICS_ADDR")]
+    #[arg(help_heading = "Operations", long, env = "AUTO_LAMBDA_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
 
     /// How native dependencies are built: `docker` (in the runtime's build container; a
     /// function of the other architecture gets a wheels-only install on this worker), or
     /// `wheels` (prebuilt manylinux wheels downloaded on this worker, no Docker; Python only;
     /// `pip-platform` is the same).
-    #[arg(long, env = "AUTO_LAMBDA_BUILD_MODE", value_enum, default_value = "docker")]
+    #[arg(
+        help_heading = "Build and verify",
+        long,
+        env = "AUTO_LAMBDA_BUILD_MODE",
+        value_enum,
+        default_value = "docker"
+    )]
     pub build_mode: BuildMode,
 
     /// Build image for a runtime, as RUNTIME=IMAGE (repeat, or comma-separate in the env var).
     /// Unlisted runtimes use public.ecr.aws/sam/build-<runtime>.
-    #[arg(long = "build-image", env = "AUTO_LAMBDA_BUILD_IMAGES", value_delimiter = ',', value_parser = parse_build_image)]
+    #[arg(help_heading = "Build and verify", long = "build-image", env = "AUTO_LAMBDA_BUILD_IMAGES", value_delimiter = ',', value_parser = parse_build_image)]
     pub build_images: Vec<(String, String)>,
 
     /// Wall-clock limit of one dependency build; the container is killed after it.
-    #[arg(long, env = "AUTO_LAMBDA_BUILD_TIMEOUT_SECS", default_value_t = 900)]
+    #[arg(
+        help_heading = "Build and verify",
+        long,
+        env = "AUTO_LAMBDA_BUILD_TIMEOUT_SECS",
+        default_value_t = 900
+    )]
     pub build_timeout_secs: u64,
 
+    /// Wall-clock limit of one upload's whole job, download to status report, in seconds. When
+    /// it passes, the job is cancelled (its containers removed), a transient report names the
+    /// stage that ran out of time, and the message comes back with backoff. 0: derived, the
+    /// build and verify limits plus 20 minutes for downloads, Lambda's waits and the rest.
+    #[arg(
+        help_heading = "Jobs",
+        long,
+        env = "AUTO_LAMBDA_JOB_TIMEOUT_SECS",
+        default_value_t = 0
+    )]
+    pub job_timeout_secs: u64,
+
     /// Memory limit of a build container, in MiB (swap is not allowed on top).
-    #[arg(long, env = "AUTO_LAMBDA_BUILD_MEMORY_MB", default_value_t = 2048)]
+    #[arg(
+        help_heading = "Build and verify",
+        long,
+        env = "AUTO_LAMBDA_BUILD_MEMORY_MB",
+        default_value_t = 2048
+    )]
     pub build_memory_mb: i64,
 
     /// CPU limit of a build container, in cores.
-    #[arg(long, env = "AUTO_LAMBDA_BUILD_CPUS", default_value_t = 2.0)]
+    #[arg(
+        help_heading = "Build and verify",
+        long,
+        env = "AUTO_LAMBDA_BUILD_CPUS",
+        default_value_t = 2.0
+    )]
     pub build_cpus: f64,
 
     /// Process limit of a build container.
-    #[arg(long, env = "AUTO_LAMBDA_BUILD_PIDS", default_value_t = 512)]
+    #[arg(
+        help_heading = "Build and verify",
+        long,
+        env = "AUTO_LAMBDA_BUILD_PIDS",
+        default_value_t = 512
+    )]
     pub build_pids: i64,
 
     /// Docker network for builds: `bridge` lets pip and npm reach their registries; `none`
     /// builds offline (local requirements only, with the image's setuptools).
-    #[arg(long, env = "AUTO_LAMBDA_BUILD_NETWORK", default_value = "bridge")]
+    #[arg(
+        help_heading = "Build and verify",
+        long,
+        env = "AUTO_LAMBDA_BUILD_NETWORK",
+        default_value = "bridge"
+    )]
     pub build_network: String,
 
     /// CA bundle to trust in dependency builds, for a TLS-intercepting proxy
     /// (e.g. /etc/ssl/certs/ca-certificates.crt): mounted read-only into build containers, and
     /// given (SSL_CERT_FILE) to the uv or pip the worker runs itself (wheels first, wheels mode).
-    #[arg(long, env = "AUTO_LAMBDA_BUILD_CA_BUNDLE")]
+    #[arg(help_heading = "Build and verify", long, env = "AUTO_LAMBDA_BUILD_CA_BUNDLE")]
     pub build_ca_bundle: Option<PathBuf>,
 
     /// Which tool installs Python dependencies: `auto` (uv when the worker has it, else pip),
     /// `uv` or `pip`. pylock.toml and uv.lock need uv.
-    #[arg(long, env = "AUTO_LAMBDA_PYTHON_INSTALLER", value_enum, default_value = "auto")]
+    #[arg(
+        help_heading = "Build and verify",
+        long,
+        env = "AUTO_LAMBDA_PYTHON_INSTALLER",
+        value_enum,
+        default_value = "auto"
+    )]
     pub python_installer: crate::deps::PythonInstaller,
 
     /// The uv binary (PyPI's `uv` wheel holds a static one; dev/setup.sh and ami/install.sh
     /// install the pinned version). It runs on the worker and is mounted read-only into build
     /// containers. Default: `uv` on PATH.
-    #[arg(long, env = "AUTO_LAMBDA_UV_BINARY")]
+    #[arg(help_heading = "Build and verify", long, env = "AUTO_LAMBDA_UV_BINARY")]
     pub uv_binary: Option<PathBuf>,
 
     /// Python on this worker for wheels-only installs (it only hosts the installer: nothing
     /// is imported or built with it).
-    #[arg(long, env = "AUTO_LAMBDA_BUILD_PYTHON", default_value = "python3")]
+    #[arg(
+        help_heading = "Build and verify",
+        long,
+        env = "AUTO_LAMBDA_BUILD_PYTHON",
+        default_value = "python3"
+    )]
     pub build_python: String,
 
     /// In docker mode, install a Python app's dependencies as prebuilt wheels on this worker
@@ -198,69 +302,102 @@ pub struct Config {
     /// start a build container only when that fails, e.g. a requirement with no wheel for the
     /// function's platform, or a local package to build. Installing a wheel runs no code from the
     /// upload, so the cache can be kept between jobs. `false`: every build uses a container.
-    #[arg(long, env = "AUTO_LAMBDA_WHEELS_FIRST", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(help_heading = "Build and verify", long, env = "AUTO_LAMBDA_WHEELS_FIRST", default_value_t = true, action = clap::ArgAction::Set)]
     pub wheels_first: bool,
 
     /// Verify every package before it is deployed: audit its native files (architecture,
     /// glibc, CPython version, no macOS or Windows binaries) and load its handler in a warm
     /// container of the runtime's build image, with the network off. On by default; turn it
     /// off only as an emergency switch, since `deployed` then no longer means "it will start".
-    #[arg(long, env = "AUTO_LAMBDA_VERIFY", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(help_heading = "Build and verify", long, env = "AUTO_LAMBDA_VERIFY", default_value_t = true, action = clap::ArgAction::Set)]
     pub verify: bool,
 
     /// Wall-clock limit of loading one handler during verification, in seconds.
-    #[arg(long, env = "AUTO_LAMBDA_VERIFY_TIMEOUT_SECS", default_value_t = 60)]
+    #[arg(
+        help_heading = "Build and verify",
+        long,
+        env = "AUTO_LAMBDA_VERIFY_TIMEOUT_SECS",
+        default_value_t = 60
+    )]
     pub verify_timeout_secs: u64,
 
     /// Runtime of a Python app whose lambda.toml names none. Default: the newest Python that
     /// Lambda supports.
-    #[arg(long, env = "AUTO_LAMBDA_DEFAULT_PYTHON_RUNTIME", default_value = "python3.14", value_parser = parse_runtime)]
+    #[arg(help_heading = "Build and verify", long, env = "AUTO_LAMBDA_DEFAULT_PYTHON_RUNTIME", default_value = "python3.14", value_parser = parse_runtime)]
     pub default_python_runtime: String,
 
     /// Runtime of a Node.js app whose lambda.toml names none. Default: the newest Node.js that
     /// Lambda supports.
-    #[arg(long, env = "AUTO_LAMBDA_DEFAULT_NODE_RUNTIME", default_value = "nodejs24.x", value_parser = parse_runtime)]
+    #[arg(help_heading = "Build and verify", long, env = "AUTO_LAMBDA_DEFAULT_NODE_RUNTIME", default_value = "nodejs24.x", value_parser = parse_runtime)]
     pub default_node_runtime: String,
 
     /// Local dependency cache directory. Default: auto-lambda-cache in the system temp directory.
-    #[arg(long, env = "AUTO_LAMBDA_CACHE_DIR")]
+    #[arg(help_heading = "Dependency cache", long, env = "AUTO_LAMBDA_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
 
     /// Size bound of the local dependency cache, in bytes; least recently used entries go first.
-    #[arg(long, env = "AUTO_LAMBDA_CACHE_MAX_BYTES", default_value_t = 5 << 30)]
+    #[arg(help_heading = "Dependency cache", long, env = "AUTO_LAMBDA_CACHE_MAX_BYTES", default_value_t = 5 << 30)]
     pub cache_max_bytes: u64,
 
     /// Bucket of the shared dependency cache, so new instances start warm. Off when unset.
-    #[arg(long, env = "AUTO_LAMBDA_CACHE_BUCKET")]
+    #[arg(help_heading = "Dependency cache", long, env = "AUTO_LAMBDA_CACHE_BUCKET")]
     pub cache_bucket: Option<String>,
 
     /// Key prefix of the shared dependency cache.
-    #[arg(long, env = "AUTO_LAMBDA_CACHE_PREFIX", default_value = "cache/")]
+    #[arg(
+        help_heading = "Dependency cache",
+        long,
+        env = "AUTO_LAMBDA_CACHE_PREFIX",
+        default_value = "cache/"
+    )]
     pub cache_prefix: String,
 
     /// Protect this instance from Auto Scaling scale-in while it holds jobs: `auto` (when on an
     /// instance of an Auto Scaling group, found through IMDSv2), `on` or `off`.
-    #[arg(long, env = "AUTO_LAMBDA_SCALE_IN_PROTECTION", value_enum, default_value = "auto")]
+    #[arg(
+        help_heading = "Operations",
+        long,
+        env = "AUTO_LAMBDA_SCALE_IN_PROTECTION",
+        value_enum,
+        default_value = "auto"
+    )]
     pub scale_in_protection: InstanceMode,
 
     /// Take work only while this instance's Auto Scaling target lifecycle state (IMDSv2
     /// `autoscaling/target-lifecycle-state`) is InService: an instance launched into a warm
     /// pool initialises and waits, and one on its way out (back to the pool, or terminated)
     /// stops taking work at once. `auto`: when the metadata service has that state.
-    #[arg(long, env = "AUTO_LAMBDA_FOLLOW_LIFECYCLE_STATE", value_enum, default_value = "auto")]
+    #[arg(
+        help_heading = "Operations",
+        long,
+        env = "AUTO_LAMBDA_FOLLOW_LIFECYCLE_STATE",
+        value_enum,
+        default_value = "auto"
+    )]
     pub follow_lifecycle_state: InstanceMode,
 
     /// Publish deploy outcomes and stage durations to CloudWatch every minute (for the
     /// dashboard and the failed-deploys alarm).
-    #[arg(long, env = "AUTO_LAMBDA_CLOUDWATCH_METRICS", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(help_heading = "Operations", long, env = "AUTO_LAMBDA_CLOUDWATCH_METRICS", default_value_t = true, action = clap::ArgAction::Set)]
     pub cloudwatch_metrics: bool,
 
     /// CloudWatch namespace of those metrics.
-    #[arg(long, env = "AUTO_LAMBDA_METRICS_NAMESPACE", default_value = "AutoLambda")]
+    #[arg(
+        help_heading = "Operations",
+        long,
+        env = "AUTO_LAMBDA_METRICS_NAMESPACE",
+        default_value = "AutoLambda"
+    )]
     pub metrics_namespace: String,
 
     /// Log format: text for people, json for CloudWatch Logs.
-    #[arg(long, env = "AUTO_LAMBDA_LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(
+        help_heading = "Operations",
+        long,
+        env = "AUTO_LAMBDA_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
     pub log_format: LogFormat,
 }
 
@@ -278,7 +415,21 @@ pub enum InstanceMode {
     Off,
 }
 
+/// What a job may take besides its build and its checks: the download, the image pull's usual
+/// case, Lambda's create/update waits (up to 5 minutes each in deploy.rs), publishing and the
+/// report.
+const JOB_OVERHEAD_SECS: u64 = 20 * 60;
+
 impl Config {
+    /// The per-job deadline: `--job-timeout-secs`, or derived from the build and verify limits.
+    pub fn job_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(if self.job_timeout_secs > 0 {
+            self.job_timeout_secs
+        } else {
+            self.build_timeout_secs + 2 * self.verify_timeout_secs + JOB_OVERHEAD_SECS
+        })
+    }
+
     /// Checks what clap cannot: ranges and shapes of values.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let url = &self.queue_url;

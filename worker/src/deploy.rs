@@ -38,49 +38,52 @@ type Sdk<E> = Box<SdkError<E, HttpResponse>>;
 /// Why a deployment failed. Classified in [`crate::error`].
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
-    #[error("cannot read function {function}: {}", crate::error::describe(source))]
+    #[error("cannot read function {function}: {}", crate::sdk_error::describe(source))]
     Get {
         function: String,
         source: Sdk<GetFunctionError>,
     },
-    #[error("cannot create function {function}: {}", crate::error::describe(source))]
+    #[error("cannot create function {function}: {}", crate::sdk_error::describe(source))]
     Create {
         function: String,
         source: Sdk<CreateFunctionError>,
     },
-    #[error("cannot update the code of {function}: {}", crate::error::describe(source))]
+    #[error("cannot update the code of {function}: {}", crate::sdk_error::describe(source))]
     UpdateCode {
         function: String,
         source: Sdk<UpdateFunctionCodeError>,
     },
-    #[error("cannot update the configuration of {function}: {}", crate::error::describe(source))]
+    #[error(
+        "cannot update the configuration of {function}: {}",
+        crate::sdk_error::describe(source)
+    )]
     UpdateConfig {
         function: String,
         source: Sdk<UpdateFunctionConfigurationError>,
     },
-    #[error("cannot tag {function}: {}", crate::error::describe(source))]
+    #[error("cannot tag {function}: {}", crate::sdk_error::describe(source))]
     Tag {
         function: String,
         source: Sdk<TagResourceError>,
     },
-    #[error("cannot publish a version of {function}: {}", crate::error::describe(source))]
+    #[error("cannot publish a version of {function}: {}", crate::sdk_error::describe(source))]
     Publish {
         function: String,
         source: Sdk<PublishVersionError>,
     },
-    #[error("cannot read alias {alias} of {function}: {}", crate::error::describe(source))]
+    #[error("cannot read alias {alias} of {function}: {}", crate::sdk_error::describe(source))]
     GetAlias {
         function: String,
         alias: String,
         source: Sdk<GetAliasError>,
     },
-    #[error("cannot create alias {alias} of {function}: {}", crate::error::describe(source))]
+    #[error("cannot create alias {alias} of {function}: {}", crate::sdk_error::describe(source))]
     CreateAlias {
         function: String,
         alias: String,
         source: Sdk<CreateAliasError>,
     },
-    #[error("cannot move alias {alias} of {function}: {}", crate::error::describe(source))]
+    #[error("cannot move alias {alias} of {function}: {}", crate::sdk_error::describe(source))]
     UpdateAlias {
         function: String,
         alias: String,

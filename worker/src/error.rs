@@ -51,6 +51,11 @@ pub enum JobError {
     WorkDir(#[source] std::io::Error),
     #[error("the job was interrupted by shutdown")]
     Interrupted,
+    #[error("the job ran out of time in its {stage} stage (--job-timeout-secs: {after:?}); it was cancelled and will be retried")]
+    DeadlineExceeded {
+        stage: &'static str,
+        after: std::time::Duration,
+    },
 }
 
 impl JobError {
@@ -69,15 +74,27 @@ impl JobError {
                         sdk(source, |_| false)
                     }
                 }
-                ArtifactError::Stream { .. } | ArtifactError::Upload { .. } => Transient,
-                ArtifactError::Write { source, .. } => io(source),
-                _ => Permanent,
+                // Classified like every other S3 call: AccessDenied or NoSuchBucket on the
+                // artifacts prefix is the fleet's configuration and will not pass by retrying.
+                ArtifactError::Upload { source, .. } => sdk(source, |_| false),
+                ArtifactError::Stream { .. } => Transient,
+                ArtifactError::Write { source, .. } | ArtifactError::ReadPackage { source, .. } => io(source),
+                ArtifactError::ZipTooLarge { .. }
+                | ArtifactError::NotAZip(_)
+                | ArtifactError::Empty
+                | ArtifactError::TooManyEntries { .. }
+                | ArtifactError::UnpackedTooLarge { .. }
+                | ArtifactError::Bomb { .. }
+                | ArtifactError::UnsafePath { .. }
+                | ArtifactError::Duplicate(_)
+                | ArtifactError::SymlinkEscape { .. } => Permanent,
             },
             JobError::Build(e) => match e {
                 // The engine or the image registry is unavailable: an operator's problem, not the upload's.
                 BuildError::Container(
                     ContainerError::Engine(_)
                     | ContainerError::Image { .. }
+                    | ContainerError::PullTimedOut { .. }
                     | ContainerError::Run(_)
                     | ContainerError::ExecTimedOut(_),
                 ) => Transient,
@@ -121,7 +138,7 @@ impl JobError {
             },
             JobError::Deploy(e) => deploy(e),
             JobError::WorkDir(source) => io(source),
-            JobError::Interrupted => Transient,
+            JobError::Interrupted | JobError::DeadlineExceeded { .. } => Transient,
         }
     }
 
@@ -138,7 +155,7 @@ impl JobError {
     /// key (`If-Match` on the event's ETag failed): the newer upload's own event will deploy it.
     pub fn is_superseded(&self) -> bool {
         match self {
-            JobError::Artifact(ArtifactError::Download { source, .. }) => status(source) == Some(412),
+            JobError::Artifact(ArtifactError::Download { source, .. }) => crate::sdk_error::status(source) == Some(412),
             _ => false,
         }
     }
@@ -216,48 +233,13 @@ fn deploy(e: &DeployError) -> Class {
 
 /// Classifies an SDK error: anything that never got a proper answer (timeout, connection,
 /// unparseable response), a 5xx or a 429 is transient; a service error is transient only if
-/// `transient_service_error` says so.
+/// `transient_service_error` says so (see [`crate::sdk_error::is_transient`]).
 pub fn sdk<E>(err: &SdkError<E, HttpResponse>, transient_service_error: impl Fn(&E) -> bool) -> Class {
-    let transient = match err {
-        SdkError::ConstructionFailure(_) => false,
-        SdkError::ServiceError(ctx) => {
-            let code = ctx.raw().status().as_u16();
-            code >= 500 || code == 429 || transient_service_error(ctx.err())
-        }
-        // TimeoutError, DispatchFailure, ResponseError and any future variant.
-        _ => true,
-    };
-    if transient {
+    if crate::sdk_error::is_transient(err, transient_service_error) {
         Class::Transient
     } else {
         Class::Permanent
     }
-}
-
-/// An SDK error in plain words: the service's error code and message when it answered
-/// (`NoSuchKey: The specified key does not exist.`), the whole cause chain otherwise
-/// (`dispatch failure: … connection refused`).
-pub fn describe<E>(err: &SdkError<E, HttpResponse>) -> String
-where
-    E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
-{
-    if let SdkError::ServiceError(ctx) = err {
-        let e = ctx.err();
-        let status = ctx.raw().status().as_u16();
-        return match (e.code(), e.message()) {
-            (Some(code), Some(message)) => format!("{code}: {message}"),
-            (Some(code), None) => format!("{code} (HTTP {status})"),
-            (None, _) => format!(
-                "HTTP {status}: {}",
-                aws_smithy_types::error::display::DisplayErrorContext(e)
-            ),
-        };
-    }
-    aws_smithy_types::error::display::DisplayErrorContext(err).to_string()
-}
-
-fn status<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
-    err.raw_response().map(|r| r.status().as_u16())
 }
 
 /// A full disk or exhausted memory passes; anything else the filesystem refuses is about the

@@ -106,18 +106,23 @@ fn skip_reason(config: &Config, object: &ObjectCreated) -> Option<String> {
     None
 }
 
-/// Per-stage timings of one upload.
+/// Per-stage timings of one upload, and the stage running now (shared, so that a job cut off
+/// by its deadline can say where it was).
 #[derive(Debug, Default)]
-struct Timings(BTreeMap<&'static str, u64>);
+struct Timings {
+    done: BTreeMap<&'static str, u64>,
+    current: Arc<std::sync::Mutex<&'static str>>,
+}
 
 impl Timings {
     /// Runs `fut` as (part of) `stage`: a stage timed twice adds up.
     async fn time<T>(&mut self, stage: &'static str, fut: impl std::future::Future<Output = T>) -> T {
+        *self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = stage;
         let start = Instant::now();
         let out = fut.await;
         let elapsed = start.elapsed();
         crate::metrics::record_stage(stage, elapsed);
-        *self.0.entry(stage).or_default() += elapsed.as_millis() as u64;
+        *self.done.entry(stage).or_default() += elapsed.as_millis() as u64;
         out
     }
 }
@@ -157,6 +162,22 @@ impl Done {
             build_log: None,
             checks: Default::default(),
         }
+    }
+}
+
+/// The longest a status report's PutObject may take (or the job deadline, if shorter): one
+/// that never answers must not hold the job; the message is kept and the job runs again.
+const REPORT_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Writes `report` within [`REPORT_DEADLINE`]; the error says why not, with its whole cause.
+async fn write_report(ctx: &Context, report: &StatusReport) -> Result<String, String> {
+    let within = ctx.config.job_timeout().min(REPORT_DEADLINE);
+    match tokio::time::timeout(within, report::write(&ctx.s3, &ctx.config.status_prefix, report)).await {
+        Ok(Ok(key)) => Ok(key),
+        Ok(Err(err)) => Err(err.to_string()),
+        Err(_) => Err(format!(
+            "PutObject of the status report did not answer within {within:?}"
+        )),
     }
 }
 
@@ -212,7 +233,7 @@ async fn panicked(ctx: &Context, message: &Received, object: &ObjectCreated, wha
     report.error_class = Some("transient");
     report.will_retry = true;
     report.finished_at = report::now_rfc3339();
-    if let Err(err) = report::write(&ctx.s3, &ctx.config.status_prefix, &report).await {
+    if let Err(err) = write_report(ctx, &report).await {
         tracing::warn!(error = %err, "Cannot write the status report of a panicked job.");
     }
     Disposition::RetryAfter(delay)
@@ -221,8 +242,19 @@ async fn panicked(ctx: &Context, message: &Received, object: &ObjectCreated, wha
 #[tracing::instrument(skip_all, fields(key = %object.key))]
 async fn work_object(ctx: &Context, message: &Received, object: &ObjectCreated) -> Disposition {
     let mut timings = Timings::default();
+    let current = timings.current.clone();
     let mut dropped = Vec::new();
-    let result = run_stages(ctx, object, &mut timings, &mut dropped).await;
+    let deadline = ctx.config.job_timeout();
+    // Past the deadline the stages' future is dropped: containers are removed by their guards,
+    // host installers killed (kill_on_drop), the coalescing claim released.
+    let result = match tokio::time::timeout(deadline, run_stages(ctx, object, &mut timings, &mut dropped)).await {
+        Ok(result) => result,
+        Err(_) => {
+            let stage = *current.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let stage = if stage.is_empty() { "download" } else { stage };
+            Err(JobError::DeadlineExceeded { stage, after: deadline })
+        }
+    };
     let mut report = blank_report(object, message);
     let mut disposition = Disposition::Delete;
     match result {
@@ -268,7 +300,7 @@ async fn work_object(ctx: &Context, message: &Received, object: &ObjectCreated) 
             }
         }
     }
-    report.timings_ms = timings.0;
+    report.timings_ms = timings.done;
     report.dropped_files = dropped;
     report.finished_at = report::now_rfc3339();
     let outcome_label = if report.will_retry {
@@ -277,7 +309,7 @@ async fn work_object(ctx: &Context, message: &Received, object: &ObjectCreated) 
         report.outcome.as_str()
     };
     crate::metrics::record_outcome(outcome_label);
-    match report::write(&ctx.s3, &ctx.config.status_prefix, &report).await {
+    match write_report(ctx, &report).await {
         Ok(key) => tracing::debug!(%key, "Status report written."),
         Err(err) => {
             // The outcome is not on record: keep the message so the job runs again.

@@ -11,7 +11,8 @@
 //! them: [`sandbox`] runs locked-down containers for `deps` and `verify`, [`coalesce`] deploys
 //! only the newest upload in hand per function, [`protection`] guards busy instances from
 //! scale-in, [`lifecycle`] keeps a warm pool's instances from taking work until they are
-//! InService, [`error`] classifies failures and [`metrics`] counts what happened.
+//! InService, [`error`] classifies failures ([`sdk_error`] puts SDK errors in plain words)
+//! and [`metrics`] counts what happened.
 #![forbid(unsafe_code)]
 
 pub mod artifact;
@@ -30,6 +31,7 @@ pub mod protection;
 pub mod queue;
 pub mod report;
 pub mod sandbox;
+pub mod sdk_error;
 pub mod verify;
 
 use std::sync::Arc;
@@ -54,7 +56,8 @@ pub(crate) fn fuzz_cases(default: u32) -> u32 {
         .unwrap_or(default)
 }
 
-/// The AWS clients the worker uses, built once from one [`SdkConfig`].
+/// The AWS clients the worker uses, built once from one [`SdkConfig`], with the deadlines of
+/// `auto_lambda_common::aws` (Lambda and S3 have longer ones: they carry packages).
 #[derive(Debug, Clone)]
 pub struct Clients {
     pub s3: aws_sdk_s3::Client,
@@ -69,7 +72,11 @@ impl Clients {
         Self {
             s3: auto_lambda_common::aws::s3_client(sdk),
             sqs: aws_sdk_sqs::Client::new(sdk),
-            lambda: aws_sdk_lambda::Client::new(sdk),
+            lambda: aws_sdk_lambda::Client::from_conf(
+                aws_sdk_lambda::config::Builder::from(sdk)
+                    .timeout_config(auto_lambda_common::aws::lambda_timeouts())
+                    .build(),
+            ),
             cloudwatch: aws_sdk_cloudwatch::Client::new(sdk),
             autoscaling: aws_sdk_autoscaling::Client::new(sdk),
         }

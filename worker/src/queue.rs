@@ -14,9 +14,9 @@ use tokio_util::sync::CancellationToken;
 /// Settling a message with SQS failed; the SDK's error is kept, with its whole cause chain.
 #[derive(Debug, thiserror::Error)]
 pub enum SettleError {
-    #[error("DeleteMessage failed: {}", crate::error::describe(.0))]
+    #[error("DeleteMessage failed: {}", crate::sdk_error::describe(.0))]
     Delete(#[source] Box<SdkError<DeleteMessageError, HttpResponse>>),
-    #[error("ChangeMessageVisibility failed: {}", crate::error::describe(.0))]
+    #[error("ChangeMessageVisibility failed: {}", crate::sdk_error::describe(.0))]
     Visibility(#[source] Box<SdkError<ChangeMessageVisibilityError, HttpResponse>>),
 }
 

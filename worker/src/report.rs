@@ -120,7 +120,7 @@ pub fn key_for(status_prefix: &str, source: &Source) -> String {
 #[derive(Debug, thiserror::Error)]
 #[error(
     "cannot write the status report s3://{bucket}/{key}: {}",
-    crate::error::describe(source)
+    crate::sdk_error::describe(source)
 )]
 pub struct WriteError {
     pub bucket: String,

@@ -51,6 +51,10 @@ pub struct Limits {
     pub ca_bundle: Option<PathBuf>,
 }
 
+/// The longest a build image pull may take: a 2 GB image at 5 MB/s, with room to spare. A
+/// registry that stops answering would otherwise hold the job (and its message) for ever.
+pub const IMAGE_PULL_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
 /// Why a container step failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ContainerError {
@@ -62,6 +66,10 @@ pub enum ContainerError {
         #[source]
         source: bollard::errors::Error,
     },
+    #[error(
+        "pulling build image {image} did not finish within {after:?}; check the registry and the instance's network"
+    )]
+    PullTimedOut { image: String, after: Duration },
     #[error("the build container failed to run: {0}")]
     Run(#[source] bollard::errors::Error),
     #[error("the build exited with status {code}")]
@@ -79,6 +87,7 @@ impl ContainerError {
             ContainerError::Failed { log_tail, .. } | ContainerError::TimedOut(_, log_tail) => Some(log_tail),
             ContainerError::Engine(_)
             | ContainerError::Image { .. }
+            | ContainerError::PullTimedOut { .. }
             | ContainerError::Run(_)
             | ContainerError::ExecTimedOut(_) => None,
         }
@@ -182,11 +191,26 @@ impl Sandbox {
             ..Default::default()
         };
         let mut pull = self.docker.create_image(Some(options), None, None);
-        while let Some(progress) = pull.next().await {
-            progress.map_err(|source| ContainerError::Image {
-                image: image.to_owned(),
-                source,
-            })?;
+        let pulled = tokio::time::timeout(IMAGE_PULL_TIMEOUT, async {
+            while let Some(progress) = pull.next().await {
+                progress.map_err(|source| ContainerError::Image {
+                    image: image.to_owned(),
+                    source,
+                })?;
+            }
+            Ok(())
+        })
+        .await;
+        match pulled {
+            Ok(result) => result?,
+            // Dropping the stream closes the request; the daemon finishes or abandons the
+            // pull on its own, and the next job asks again.
+            Err(_) => {
+                return Err(ContainerError::PullTimedOut {
+                    image: image.to_owned(),
+                    after: IMAGE_PULL_TIMEOUT,
+                })
+            }
         }
         let info = self
             .docker

@@ -301,3 +301,35 @@ fn child_running(worker: &Worker) -> bool {
         .unwrap()
         .success()
 }
+
+/// A job that outlasts `--job-timeout-secs` is cancelled: its build container is removed, a
+/// transient report names the stage that ran out of time, and the message comes back later
+/// (hidden for the retry backoff, not lost and not deleted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_past_its_deadline_is_cancelled_reported_and_retried() {
+    let moto = Moto::start();
+    let stack = moto.bootstrap("deadline", false);
+    let aws = Aws::new(&stack.endpoint).await;
+    aws.sqs.purge_queue().queue_url(&stack.queue_url).send().await.unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let a = args(cache.path(), &["--job-timeout-secs", "5", "--retry-base-secs", "60"]);
+    let worker = Worker::spawn(&stack, &refs(&a));
+    let started = std::time::Instant::now();
+    let id = aws.upload(&stack, "apps/late.zip", zip_owned(&slow_app(120))).await;
+    let report = aws.wait_report_any(&stack, "apps/late.zip", &id, T).await;
+    let released = started.elapsed();
+    assert_eq!(report["outcome"], "failed", "{report:#}");
+    assert_eq!(report["error_class"], "transient", "{report:#}");
+    assert_eq!(report["will_retry"], true, "{report:#}");
+    let error = report["error"].as_str().unwrap();
+    assert!(error.contains("ran out of time in its build stage"), "{error}");
+    assert!(released < Duration::from_secs(60), "released after {released:?}");
+    let pid = worker.child.id();
+    eventually(T, "the build container removed", || async move {
+        build_containers_left(pid) == 0
+    })
+    .await;
+    // Hidden for the backoff (about 60 s), then it comes back: not deleted, not lost.
+    assert_eq!(aws.queue_counts(&stack.queue_url).await, (0, 1));
+    eprintln!("deadline: job released {} ms after the upload", released.as_millis());
+}
