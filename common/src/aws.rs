@@ -54,32 +54,29 @@ pub fn retry_config() -> RetryConfig {
 /// for the network). Clients that send large bodies get their own: [`lambda_timeouts`] and
 /// [`s3_timeouts`].
 pub fn timeouts() -> TimeoutConfig {
+    deadlines(30, 120)
+}
+
+/// A 5 s connect timeout, and `attempt_secs` per attempt, `operation_secs` in all.
+fn deadlines(attempt_secs: u64, operation_secs: u64) -> TimeoutConfig {
     TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(5))
-        .operation_attempt_timeout(Duration::from_secs(30))
-        .operation_timeout(Duration::from_secs(120))
+        .operation_attempt_timeout(Duration::from_secs(attempt_secs))
+        .operation_timeout(Duration::from_secs(operation_secs))
         .build()
 }
 
 /// Lambda: CreateFunction and UpdateFunctionCode carry an inline zip of up to 50 MB (about
 /// 67 MB once base64-encoded in JSON), which at 1 MB/s takes a minute to send.
 pub fn lambda_timeouts() -> TimeoutConfig {
-    TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .operation_attempt_timeout(Duration::from_secs(180))
-        .operation_timeout(Duration::from_secs(600))
-        .build()
+    deadlines(180, 600)
 }
 
 /// S3: PutObject of packages over 50 MB (up to Lambda's 250 MB unzipped limit) and of
 /// dependency-cache archives; a GetObject attempt ends with the response headers, its body is
 /// guarded by stalled-stream protection.
 pub fn s3_timeouts() -> TimeoutConfig {
-    TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .operation_attempt_timeout(Duration::from_secs(300))
-        .operation_timeout(Duration::from_secs(900))
-        .build()
+    deadlines(300, 900)
 }
 
 /// Loads the shared SDK configuration: credentials and region from the usual chain, with the

@@ -18,6 +18,29 @@ fn publisher(stack: &Stack) -> Command {
     cmd
 }
 
+/// Empties the queue (S3's test event), sends `messages` and takes `in_flight` of them,
+/// hidden for 5 minutes.
+async fn queue_holds(sqs: &aws_sdk_sqs::Client, queue_url: &str, messages: usize, in_flight: i32) {
+    sqs.purge_queue().queue_url(queue_url).send().await.unwrap();
+    for i in 0..messages {
+        sqs.send_message()
+            .queue_url(queue_url)
+            .message_body(format!("m{i}"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let taken = sqs
+        .receive_message()
+        .queue_url(queue_url)
+        .max_number_of_messages(in_flight)
+        .visibility_timeout(300)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(taken.messages().len(), in_flight as usize);
+}
+
 /// The Maximum of each 1-second data point of one metric in the last five minutes.
 async fn datapoints(cw: &aws_sdk_cloudwatch::Client, metric: &str, dims: &[(&str, &str)]) -> Vec<f64> {
     use aws_sdk_cloudwatch::types::Statistic;
@@ -33,25 +56,8 @@ async fn published_figures_match_the_queue_and_group() {
     let sqs = aws_sdk_sqs::Client::new(&cfg);
     let cw = aws_sdk_cloudwatch::Client::new(&cfg);
 
-    // Drain S3's test event, then 7 messages, 3 of them taken in flight (hidden for 5 min).
-    sqs.purge_queue().queue_url(&stack.queue_url).send().await.unwrap();
-    for i in 0..7 {
-        sqs.send_message()
-            .queue_url(&stack.queue_url)
-            .message_body(format!("m{i}"))
-            .send()
-            .await
-            .unwrap();
-    }
-    let taken = sqs
-        .receive_message()
-        .queue_url(&stack.queue_url)
-        .max_number_of_messages(3)
-        .visibility_timeout(300)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(taken.messages().len(), 3);
+    // 4 visible, 3 in flight.
+    queue_holds(&sqs, &stack.queue_url, 7, 3).await;
 
     let asg = stack.asg_name.clone().unwrap();
     let metrics_port = free_port();
@@ -125,24 +131,7 @@ async fn an_empty_fleet_with_work_in_hand_counts_as_one_instance() {
     let cfg = sdk_config(&stack.endpoint).await;
     let sqs = aws_sdk_sqs::Client::new(&cfg);
     let cw = aws_sdk_cloudwatch::Client::new(&cfg);
-    sqs.purge_queue().queue_url(&stack.queue_url).send().await.unwrap();
-    for i in 0..3 {
-        sqs.send_message()
-            .queue_url(&stack.queue_url)
-            .message_body(format!("m{i}"))
-            .send()
-            .await
-            .unwrap();
-    }
-    let taken = sqs
-        .receive_message()
-        .queue_url(&stack.queue_url)
-        .max_number_of_messages(3)
-        .visibility_timeout(300)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(taken.messages().len(), 3);
+    queue_holds(&sqs, &stack.queue_url, 3, 3).await;
 
     let asg = stack.asg_name.clone().unwrap();
     let out = publisher(&stack).args(["--once", "--asg-name", &asg]).output().unwrap();

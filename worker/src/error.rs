@@ -96,9 +96,12 @@ impl JobError {
                     | ContainerError::Image { .. }
                     | ContainerError::PullTimedOut { .. }
                     | ContainerError::Run(_)
+                    | ContainerError::Killed { .. }
                     | ContainerError::ExecTimedOut(_),
                 ) => Transient,
-                BuildError::Container(ContainerError::Failed { .. } | ContainerError::TimedOut(..)) => Permanent,
+                BuildError::Container(
+                    ContainerError::Failed { .. } | ContainerError::OutOfMemory { .. } | ContainerError::TimedOut(..),
+                ) => Permanent,
                 BuildError::Source(source) => match source {
                     SourceError::Invalid { .. } | SourceError::Editable { .. } | SourceError::OutsidePath { .. } => {
                         Permanent

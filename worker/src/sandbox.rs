@@ -19,8 +19,8 @@ use std::time::Duration;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, KillContainerOptions, ListContainersOptions, LogsOptions,
-    RemoveContainerOptions, StartContainerOptions, WaitContainerOptions,
+    CreateContainerOptions, CreateImageOptions, InspectContainerOptions, KillContainerOptions, ListContainersOptions,
+    LogsOptions, RemoveContainerOptions, StartContainerOptions, WaitContainerOptions,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -74,6 +74,10 @@ pub enum ContainerError {
     Run(#[source] bollard::errors::Error),
     #[error("the build exited with status {code}")]
     Failed { code: i64, log_tail: String },
+    #[error("the build ran out of memory (the container's limit is {limit_mib} MiB): make the build lighter, or raise --build-memory-mb")]
+    OutOfMemory { limit_mib: i64, log_tail: String },
+    #[error("the build container was killed from outside (exit {code}; a Docker daemon restart, or an operator); the build will be retried")]
+    Killed { code: i64, log_tail: String },
     #[error("the build did not finish within {0:?} and was killed")]
     TimedOut(Duration, String),
     #[error("the check did not finish within {0:?}")]
@@ -84,7 +88,10 @@ impl ContainerError {
     /// The container's output tail, where there was one.
     pub fn log_tail(&self) -> Option<&str> {
         match self {
-            ContainerError::Failed { log_tail, .. } | ContainerError::TimedOut(_, log_tail) => Some(log_tail),
+            ContainerError::Failed { log_tail, .. }
+            | ContainerError::OutOfMemory { log_tail, .. }
+            | ContainerError::Killed { log_tail, .. }
+            | ContainerError::TimedOut(_, log_tail) => Some(log_tail),
             ContainerError::Engine(_)
             | ContainerError::Image { .. }
             | ContainerError::PullTimedOut { .. }
@@ -306,10 +313,30 @@ impl Sandbox {
         };
         let log_tail = self.log_tail(id).await;
         if code == 0 {
-            Ok(log_tail)
-        } else {
-            Err(ContainerError::Failed { code, log_tail })
+            return Ok(log_tail);
         }
+        // The kernel's OOM killer may have ended the build's process or one of its children
+        // (pip then exits 1): the build's fault, said in words. Otherwise 137 and 143, SIGKILL
+        // and SIGTERM, came from outside (our own kill, the timeout, returned above): a Docker
+        // daemon restart stops every container, and that is no fault of the upload.
+        let oom_killed = self
+            .docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+            .map_err(ContainerError::Engine)?
+            .state
+            .and_then(|s| s.oom_killed)
+            == Some(true);
+        if oom_killed {
+            return Err(ContainerError::OutOfMemory {
+                limit_mib: self.limits.memory_bytes >> 20,
+                log_tail,
+            });
+        }
+        if code == 137 || code == 143 {
+            return Err(ContainerError::Killed { code, log_tail });
+        }
+        Err(ContainerError::Failed { code, log_tail })
     }
 
     async fn log_tail(&self, id: &str) -> String {

@@ -333,3 +333,71 @@ async fn a_job_past_its_deadline_is_cancelled_reported_and_retried() {
     assert_eq!(aws.queue_counts(&stack.queue_url).await, (0, 1));
     eprintln!("deadline: job released {} ms after the upload", released.as_millis());
 }
+
+/// What a Docker daemon restart does to a build in progress: the daemon stops its container
+/// from outside (SIGTERM, then SIGKILL after 10 s; a build's PID 1 has no TERM handler, so the
+/// KILL is what ends it, as `docker kill` does here). That is no fault of the upload: the job is reported transient and the build
+/// runs again. (Restarting the daemon itself is not done here: it is shared with every other
+/// test and with CI.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_container_killed_from_outside_is_retried_not_failed() {
+    let moto = Moto::start();
+    let stack = moto.bootstrap("killed", false);
+    let aws = Aws::new(&stack.endpoint).await;
+    let cache = tempfile::tempdir().unwrap();
+    let a = args(cache.path(), &["--retry-base-secs", "1"]);
+    let worker = Worker::spawn(&stack, &refs(&a));
+    let id = aws.upload(&stack, "apps/killed.zip", zip_owned(&slow_app(4))).await;
+    let pid = worker.child.id();
+    let mut ids = Vec::new();
+    let deadline = std::time::Instant::now() + T;
+    while ids.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no build container started");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        ids = worker_containers(pid, "build", false).await.1;
+    }
+    let killed = std::process::Command::new("docker")
+        .args(["kill"])
+        .args(&ids)
+        .output()
+        .unwrap();
+    assert!(killed.status.success(), "{}", String::from_utf8_lossy(&killed.stderr));
+    eventually(T, "the kill reported as transient", || async {
+        worker.log().contains("killed from outside")
+    })
+    .await;
+    let report = aws.wait_report(&stack, "apps/killed.zip", &id, T).await;
+    assert_eq!(report["outcome"], "deployed", "{report:#}");
+    assert_eq!(report["attempt"], 2, "{report:#}");
+}
+
+/// A build that needs more memory than the container may have is the upload's problem, and the
+/// report says so in words, with the limit and what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_out_of_memory_is_reported_with_the_limit() {
+    let moto = Moto::start();
+    let stack = moto.bootstrap("oom", false);
+    let aws = Aws::new(&stack.endpoint).await;
+    let cache = tempfile::tempdir().unwrap();
+    let a = args(cache.path(), &["--build-memory-mb", "96"]);
+    let _worker = Worker::spawn(&stack, &refs(&a));
+    let files = vec![
+        ("app.py".to_owned(), b"def handler(e, c):\n    return 1\n".to_vec()),
+        ("requirements.txt".to_owned(), b"./vendor/hungry\n".to_vec()),
+        (
+            "vendor/hungry/setup.py".to_owned(),
+            b"x = bytearray(512 * 1024 * 1024)\nfrom setuptools import setup\nsetup(name='hungry', version='1.0')\n"
+                .to_vec(),
+        ),
+    ];
+    let id = aws.upload(&stack, "apps/oom.zip", zip_owned(&files)).await;
+    let report = aws.wait_report(&stack, "apps/oom.zip", &id, T).await;
+    assert_eq!(report["outcome"], "failed", "{report:#}");
+    assert_eq!(report["error_class"], "permanent", "{report:#}");
+    let error = report["error"].as_str().unwrap();
+    assert!(
+        error.contains("ran out of memory") && error.contains("96 MiB"),
+        "{error}"
+    );
+    assert!(error.contains("--build-memory-mb"), "{error}");
+}
