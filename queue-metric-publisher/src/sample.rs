@@ -1,8 +1,13 @@
 //! Reading the figures to publish: each queue's approximate counts, and the worker group's
 //! InService instances.
 
+use aws_sdk_autoscaling::operation::describe_auto_scaling_groups::DescribeAutoScalingGroupsError;
 use aws_sdk_autoscaling::types::LifecycleState;
+use aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesError;
 use aws_sdk_sqs::types::QueueAttributeName;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::display::DisplayErrorContext;
 
 /// One sample of a queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,13 +18,21 @@ pub struct Backlog {
     pub delayed: u64,
 }
 
-/// Why a sample could not be read.
+/// Why a sample could not be read; each keeps the SDK's error.
 #[derive(Debug, thiserror::Error)]
 pub enum SampleError {
-    #[error("cannot read the attributes of {queue}: {message}")]
-    Queue { queue: String, message: String },
-    #[error("cannot describe Auto Scaling group {group}: {message}")]
-    Group { group: String, message: String },
+    #[error("cannot read the attributes of {queue}: {}", DisplayErrorContext(source))]
+    Queue {
+        queue: String,
+        #[source]
+        source: Box<SdkError<GetQueueAttributesError, HttpResponse>>,
+    },
+    #[error("cannot describe Auto Scaling group {group}: {}", DisplayErrorContext(source))]
+    Group {
+        group: String,
+        #[source]
+        source: Box<SdkError<DescribeAutoScalingGroupsError, HttpResponse>>,
+    },
     #[error("Auto Scaling group {0} does not exist")]
     NoGroup(String),
 }
@@ -41,7 +54,7 @@ pub async fn read_queue(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<Ba
         .await
         .map_err(|e| SampleError::Queue {
             queue: queue_name(queue_url).to_owned(),
-            message: aws_smithy_types::error::display::DisplayErrorContext(e).to_string(),
+            source: Box::new(e),
         })?;
     let attrs = out.attributes();
     let count = |name: QueueAttributeName| {
@@ -75,7 +88,7 @@ pub async fn group_size(autoscaling: &aws_sdk_autoscaling::Client, group: &str) 
         .await
         .map_err(|e| SampleError::Group {
             group: group.to_owned(),
-            message: aws_smithy_types::error::display::DisplayErrorContext(e).to_string(),
+            source: Box::new(e),
         })?;
     let g = out
         .auto_scaling_groups()

@@ -93,8 +93,15 @@ pub enum DeployError {
     WaitTimedOut { function: String },
     #[error("Lambda failed to apply the change to {function}: {reason}")]
     UpdateFailed { function: String, reason: String },
-    #[error("waiting on {function} failed: {reason}")]
-    WaitFailed { function: String, reason: String },
+    #[error(
+        "waiting on {function} failed: {}",
+        aws_smithy_types::error::display::DisplayErrorContext(source)
+    )]
+    WaitFailed {
+        function: String,
+        #[source]
+        source: Box<WaiterError<GetFunctionOutput, GetFunctionError>>,
+    },
     #[error("cannot read the package: {0}")]
     ReadPackage(#[source] std::io::Error),
 }
@@ -479,7 +486,7 @@ fn waiter_error(function: &str, err: WaiterError<GetFunctionOutput, GetFunctionE
         },
         other => DeployError::WaitFailed {
             function,
-            reason: aws_smithy_types::error::display::DisplayErrorContext(&other).to_string(),
+            source: Box::new(other),
         },
     }
 }

@@ -96,10 +96,19 @@ pub enum StartError {
     Protection(#[from] protection::ProtectionError),
     #[error("--follow-lifecycle-state is on but the state is unavailable: {0}")]
     Lifecycle(#[from] lifecycle::LifecycleError),
-    #[error("cannot reach the queue {queue_url} (check --queue-url and --endpoint-url): {reason}")]
+    #[error(
+        "cannot reach the queue {queue_url} (check --queue-url and --endpoint-url): {}",
+        sdk_error::describe(source)
+    )]
     QueueUnreachable {
         queue_url: String,
-        reason: String,
+        #[source]
+        source: Box<
+            aws_smithy_runtime_api::client::result::SdkError<
+                aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesError,
+                aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+            >,
+        >,
         /// What [`error::sdk`] made of the last attempt: transient (network, throttling, 5xx)
         /// or permanent (no such queue, access denied, a malformed URL).
         transient: bool,
@@ -118,12 +127,19 @@ impl StartError {
     /// Whether starting again later may succeed (exit 75) rather than needing a change of
     /// configuration (exit 64).
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            StartError::QueueUnreachable { transient: true, .. }
-                | StartError::Protection(protection::ProtectionError::Imds(_))
-                | StartError::Lifecycle(lifecycle::LifecycleError::Imds(_))
-        )
+        match self {
+            StartError::QueueUnreachable { transient, .. } => *transient,
+            StartError::Protection(protection::ProtectionError::Imds(_))
+            | StartError::Lifecycle(lifecycle::LifecycleError::Imds(_)) => true,
+            StartError::Protection(protection::ProtectionError::Group { source, .. }) => {
+                sdk_error::is_transient(source, |_| false)
+            }
+            StartError::Protection(protection::ProtectionError::NoGroup { .. })
+            | StartError::Lifecycle(lifecycle::LifecycleError::NoState)
+            | StartError::CacheDir { .. }
+            | StartError::StageDir { .. }
+            | StartError::BuildImage(_) => false,
+        }
     }
 }
 
@@ -143,16 +159,15 @@ pub async fn preflight(config: &Config, clients: &Clients) -> Result<(), StartEr
         match attempt {
             Ok(_) => return Ok(()),
             Err(err) => {
-                let reason = aws_smithy_types::error::display::DisplayErrorContext(&err).to_string();
                 let permanent = error::sdk(&err, |_| false) == error::Class::Permanent;
                 if permanent || tokio::time::Instant::now() + delay > deadline {
                     return Err(StartError::QueueUnreachable {
                         queue_url: config.queue_url.clone(),
-                        reason,
+                        source: Box::new(err),
                         transient: !permanent,
                     });
                 }
-                tracing::info!(%reason, "Queue not reachable yet; retrying.");
+                tracing::info!(reason = %sdk_error::describe(&err), "Queue not reachable yet; retrying.");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
             }

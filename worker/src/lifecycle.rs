@@ -38,8 +38,8 @@ pub const IN_SERVICE: &str = "InService";
 /// Why the lifecycle state cannot be followed (only an error with `--follow-lifecycle-state on`).
 #[derive(Debug, thiserror::Error)]
 pub enum LifecycleError {
-    #[error("cannot read {ITEM} from the instance metadata service (IMDSv2): {0}")]
-    Imds(String),
+    #[error("cannot read {ITEM} from the instance metadata service (IMDSv2): {}", aws_smithy_types::error::display::DisplayErrorContext(.0))]
+    Imds(#[source] Box<ImdsError>),
     #[error("the instance metadata service has no {ITEM}: this instance is in no Auto Scaling group")]
     NoState,
 }
@@ -127,8 +127,6 @@ async fn read(imds: &imds::Client) -> Result<String, LifecycleError> {
     match imds.get(ITEM).await {
         Ok(value) => Ok(String::from(value).trim().to_owned()),
         Err(ImdsError::ErrorResponse(r)) if r.response().status().as_u16() == 404 => Err(LifecycleError::NoState),
-        Err(err) => Err(LifecycleError::Imds(
-            aws_smithy_types::error::display::DisplayErrorContext(err).to_string(),
-        )),
+        Err(err) => Err(LifecycleError::Imds(Box::new(err))),
     }
 }

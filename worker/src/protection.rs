@@ -10,13 +10,27 @@ use std::sync::Arc;
 
 use crate::config::InstanceMode as Mode;
 
-/// Why protection could not be set up.
+/// Why protection could not be set up; each keeps the SDK's error.
 #[derive(Debug, thiserror::Error)]
 pub enum ProtectionError {
-    #[error("cannot read the instance id from the instance metadata service (IMDSv2): {0}")]
-    Imds(String),
-    #[error("cannot find the Auto Scaling group of instance {instance}: {reason}")]
-    Group { instance: String, reason: String },
+    #[error("cannot read the instance id from the instance metadata service (IMDSv2): {}", aws_smithy_types::error::display::DisplayErrorContext(.0))]
+    Imds(#[source] Box<aws_config::imds::client::error::ImdsError>),
+    #[error(
+        "cannot find the Auto Scaling group of instance {instance}: {}",
+        crate::sdk_error::describe(source)
+    )]
+    Group {
+        instance: String,
+        #[source]
+        source: Box<
+            aws_smithy_runtime_api::client::result::SdkError<
+                aws_sdk_autoscaling::operation::describe_auto_scaling_instances::DescribeAutoScalingInstancesError,
+                aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+            >,
+        >,
+    },
+    #[error("instance {instance} is in no Auto Scaling group")]
+    NoGroup { instance: String },
 }
 
 /// This instance's protection, with a count of the jobs it holds.
@@ -58,23 +72,24 @@ impl Protection {
         let instance_id: String = imds
             .get("/latest/meta-data/instance-id")
             .await
-            .map_err(|e| ProtectionError::Imds(aws_smithy_types::error::display::DisplayErrorContext(e).to_string()))?
+            .map_err(|e| ProtectionError::Imds(Box::new(e)))?
             .into();
-        let group_error = |reason: String| ProtectionError::Group {
-            instance: instance_id.clone(),
-            reason,
-        };
         let out = autoscaling
             .describe_auto_scaling_instances()
             .instance_ids(&instance_id)
             .send()
             .await
-            .map_err(|e| group_error(aws_smithy_types::error::display::DisplayErrorContext(e).to_string()))?;
+            .map_err(|e| ProtectionError::Group {
+                instance: instance_id.clone(),
+                source: Box::new(e),
+            })?;
         let group = out
             .auto_scaling_instances()
             .first()
             .and_then(|i| i.auto_scaling_group_name())
-            .ok_or_else(|| group_error("the instance is in no Auto Scaling group".into()))?
+            .ok_or_else(|| ProtectionError::NoGroup {
+                instance: instance_id.clone(),
+            })?
             .to_owned();
         Ok(Self {
             autoscaling,
