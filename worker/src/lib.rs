@@ -121,6 +121,8 @@ pub enum StartError {
     },
     #[error("--build-image / AUTO_LAMBDA_BUILD_IMAGES: {0}")]
     BuildImage(verify::VerifyError),
+    #[error("cannot reach the Docker Engine, which builds run in (is docker.service running? DOCKER_HOST?): {0}")]
+    DockerUnreachable(#[source] sandbox::ContainerError),
 }
 
 impl StartError {
@@ -130,7 +132,8 @@ impl StartError {
         match self {
             StartError::QueueUnreachable { transient, .. } => *transient,
             StartError::Protection(protection::ProtectionError::Imds(_))
-            | StartError::Lifecycle(lifecycle::LifecycleError::Imds(_)) => true,
+            | StartError::Lifecycle(lifecycle::LifecycleError::Imds(_))
+            | StartError::DockerUnreachable(_) => true,
             StartError::Protection(protection::ProtectionError::Group { source, .. }) => {
                 sdk_error::is_transient(source, |_| false)
             }
@@ -200,7 +203,10 @@ pub async fn run(config: Config, clients: Clients, shutdown: CancellationToken) 
     let settings = config.build_settings();
     let engine = Arc::new(sandbox::Engine::new(settings.limits.clone()));
     let builder = deps::Builder::new(settings, cache, engine.clone());
-    builder.prepare().await;
+    builder
+        .prepare(Duration::from_secs(config.startup_timeout_secs))
+        .await
+        .map_err(StartError::DockerUnreachable)?;
     let region = clients
         .lambda
         .config()

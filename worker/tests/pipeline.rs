@@ -221,6 +221,22 @@ fn unreachable_endpoint_exits_75_naming_the_setting() {
 }
 
 #[test]
+fn docker_unreachable_at_start_up_exits_75_naming_it() {
+    // The queue answers, the engine does not (docker.service still starting, or stopped): a
+    // later start may succeed, so systemd should start the worker again.
+    let moto = Moto::start();
+    let stack = moto.bootstrap("nodocker", false);
+    let out = worker_command(&stack)
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .args(["--startup-timeout-secs", "1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(75), "{stderr}");
+    assert!(stderr.contains("cannot reach the Docker Engine"), "{stderr}");
+}
+
+#[test]
 fn help_documents_every_setting() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_auto-lambda-worker"))
         .arg("--help")

@@ -165,3 +165,71 @@ async fn a_lost_revision_race_is_retried_not_failed() {
     assert_eq!(job.class(), Class::Transient, "{job}");
     assert!(job.to_string().contains("PreconditionFailedException"), "{job}");
 }
+
+#[tokio::test]
+async fn a_failed_update_reports_lambdas_own_reason() {
+    // moto never fails an update; Lambda does (a role it cannot assume, an ENI limit, a KMS
+    // key it may not use), and says why in LastUpdateStatusReason. That reason, with its code,
+    // is what the report must carry, not a sentence of ours.
+    use aws_sdk_lambda::operation::update_function_code::UpdateFunctionCodeOutput;
+    use aws_sdk_lambda::types::{LastUpdateStatus, LastUpdateStatusReasonCode};
+    let reads = mock!(Client::get_function)
+        .sequence()
+        .output(|| {
+            GetFunctionOutput::builder()
+                .configuration(
+                    FunctionConfiguration::builder()
+                        .function_name("throttled-fn")
+                        .code_sha256("old")
+                        .revision_id("r1")
+                        .build(),
+                )
+                .build()
+        })
+        .output(|| {
+            GetFunctionOutput::builder()
+                .configuration(
+                    FunctionConfiguration::builder()
+                        .function_name("throttled-fn")
+                        .last_update_status(LastUpdateStatus::Failed)
+                        .last_update_status_reason(
+                            "Lambda was unable to decrypt the environment variables because KMS access was denied.",
+                        )
+                        .last_update_status_reason_code(LastUpdateStatusReasonCode::KmsKeyAccessDenied)
+                        .build(),
+                )
+                .build()
+        })
+        .build();
+    let update = mock!(Client::update_function_code)
+        .then_output(|| UpdateFunctionCodeOutput::builder().revision_id("r2").build());
+    let lambda = mock_client!(aws_sdk_lambda, RuleMode::MatchAny, [&reads, &update], policy);
+    let dir = tempfile::tempdir().unwrap();
+    let zip = dir.path().join("p.zip");
+    std::fs::write(&zip, b"PK").unwrap();
+    let package = auto_lambda_worker::package::Package {
+        path: zip.clone(),
+        code_sha256: "new".into(),
+        size: 2,
+        entries: 1,
+        unzipped_bytes: 2,
+    };
+    let role = "arn:aws:iam::123456789012:role/r";
+    let current = deploy::describe(&lambda, &spec(), "new", role).await.unwrap();
+    let err = deploy::upsert(
+        &lambda,
+        &spec(),
+        &package,
+        &deploy::Code::Inline(zip),
+        role,
+        current,
+        &Default::default(),
+    )
+    .await
+    .unwrap_err();
+    let job = JobError::from(err);
+    let text = job.to_string();
+    assert!(text.contains("KMS access was denied"), "{text}");
+    assert!(text.contains("KMSKeyAccessDenied"), "{text}");
+    assert_eq!(job.class(), Class::Permanent, "{text}");
+}

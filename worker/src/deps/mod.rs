@@ -231,21 +231,31 @@ impl Builder {
     /// Connects to Docker (docker mode) and removes build containers orphaned by killed
     /// workers. A failure is logged, not fatal: pure-code apps deploy without Docker, and the
     /// connection is retried by the first job that needs it.
-    pub async fn prepare(&self) {
+    /// In docker mode: connects to the Docker Engine, trying again until `within` has passed
+    /// (the engine may still be starting at boot), and removes containers a killed worker left.
+    /// Fails only when the engine cannot be reached in that time.
+    pub async fn prepare(&self, within: Duration) -> Result<(), ContainerError> {
         if self.settings.mode != BuildMode::Docker {
-            return;
+            return Ok(());
         }
-        match self.sandbox().await {
-            Ok(sandbox) => {
-                let reaped = sandbox.reap_orphans().await;
-                if reaped > 0 {
-                    tracing::info!(reaped, "Removed containers left by a killed worker.");
+        let deadline = tokio::time::Instant::now() + within;
+        let mut delay = Duration::from_millis(250);
+        let sandbox = loop {
+            match self.sandbox().await {
+                Ok(sandbox) => break sandbox,
+                Err(err) if tokio::time::Instant::now() + delay > deadline => return Err(err),
+                Err(err) => {
+                    tracing::info!(error = %err, "Docker not reachable yet; retrying.");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
                 }
             }
-            Err(err) => {
-                tracing::warn!(error = %err, "Docker is not reachable yet; builds will retry.")
-            }
+        };
+        let reaped = sandbox.reap_orphans().await;
+        if reaped > 0 {
+            tracing::info!(reaped, "Removed containers left by a killed worker.");
         }
+        Ok(())
     }
 
     /// Removes build containers of jobs that were cut off. Called once all jobs have ended.
