@@ -243,6 +243,35 @@ def apply():
             return alias
 
     models.LambdaFunction._auto_lambda_patched = True
+    _add_complete_lifecycle_action()
+
+
+def _add_complete_lifecycle_action():
+    """moto 5.2.5 has no CompleteLifecycleAction. AWS's contract (API reference,
+    CompleteLifecycleAction): the group, the hook and the instance must exist (else
+    ValidationError), LifecycleActionResult is CONTINUE or ABANDON; the instance then leaves
+    its wait state. moto puts no instance in a wait state, so this validates and answers as AWS
+    does for a pending action, which is what the worker needs to be tested against."""
+    from moto.autoscaling.exceptions import ValidationError
+    from moto.autoscaling.responses import AutoScalingResponse
+    from moto.core.responses import EmptyResult
+
+    def complete_lifecycle_action(self):
+        group = self._get_param("AutoScalingGroupName")
+        hook = self._get_param("LifecycleHookName")
+        instance = self._get_param("InstanceId")
+        result = self._get_param("LifecycleActionResult")
+        backend = self.autoscaling_backend
+        if result not in ("CONTINUE", "ABANDON"):
+            raise ValidationError(f"LifecycleActionResult must be CONTINUE or ABANDON, not {result}")
+        if not backend.describe_lifecycle_hooks(as_name=group, lifecycle_hook_names=[hook]):
+            raise ValidationError(f"No Lifecycle Hook found with name: {hook} for group: {group}")
+        members = backend.describe_auto_scaling_instances(instance_ids=[instance])
+        if not any(i.auto_scaling_group_name == group for i in members):
+            raise ValidationError(f"No active Lifecycle Action found with instance ID {instance}")
+        return EmptyResult()
+
+    AutoScalingResponse.complete_lifecycle_action = complete_lifecycle_action
 
 
 def main(argv=None):

@@ -198,6 +198,27 @@ class PatchedMoto(unittest.TestCase):
                             RevisionId=created["RevisionId"])
         self.assertEqual(self.lam.get_alias(FunctionName=name, Name="live")["FunctionVersion"], "2")
 
+    def test_complete_lifecycle_action_validates_group_hook_and_instance(self):
+        # moto has no CompleteLifecycleAction; the patch validates it as AWS does.
+        kw = dict(endpoint_url=self.endpoint, region_name=REGION,
+                  aws_access_key_id="testing", aws_secret_access_key="testing")
+        ec2, asg = boto3.client("ec2", **kw), boto3.client("autoscaling", **kw)
+        ami = ec2.describe_images()["Images"][0]["ImageId"]
+        ec2.create_launch_template(LaunchTemplateName="hooked", LaunchTemplateData={"ImageId": ami, "InstanceType": "t3.small"})
+        asg.create_auto_scaling_group(AutoScalingGroupName="g", LaunchTemplate={"LaunchTemplateName": "hooked"},
+                                      MinSize=0, MaxSize=2, DesiredCapacity=1, AvailabilityZones=[f"{REGION}a"])
+        asg.put_lifecycle_hook(LifecycleHookName="ready", AutoScalingGroupName="g",
+                               LifecycleTransition="autoscaling:EC2_INSTANCE_LAUNCHING", DefaultResult="ABANDON")
+        group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["g"])["AutoScalingGroups"][0]
+        instance = group["Instances"][0]["InstanceId"]
+        asg.complete_lifecycle_action(AutoScalingGroupName="g", LifecycleHookName="ready",
+                                      InstanceId=instance, LifecycleActionResult="CONTINUE")
+        for hook, iid in (("nope", instance), ("ready", "i-00000000000000000")):
+            with self.assertRaises(ClientError) as e:
+                asg.complete_lifecycle_action(AutoScalingGroupName="g", LifecycleHookName=hook,
+                                              InstanceId=iid, LifecycleActionResult="CONTINUE")
+            self.assertEqual(e.exception.response["Error"]["Code"], "ValidationError")
+
     def test_of_racing_updates_with_one_revision_exactly_one_lands(self):
         name, _ = self.create()
         current = self.revision(name)
@@ -220,3 +241,4 @@ class PatchedMoto(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+

@@ -46,7 +46,10 @@ locals {
     bucket              = aws_s3_bucket.uploads.bucket
     artifact_prefix     = var.artifact_prefix
     scale_in_protection = var.scale_in_protection
-    extra               = var.worker_extra_environment
+    # With a warm pool the worker must read its lifecycle state: "on", not "auto".
+    follow_lifecycle_state = var.warm_pool ? "on" : "auto"
+    ready_hook             = local.worker_ready_hook
+    extra                  = var.worker_extra_environment
   })
 
   publisher_env = templatefile("${path.module}/templates/publisher.env.tftpl", {
@@ -209,6 +212,17 @@ resource "aws_autoscaling_group" "workers" {
   launch_template {
     id      = aws_launch_template.worker.id
     version = aws_launch_template.worker.latest_version
+  }
+
+  # The worker completes this hook once it has initialised (AUTO_LAMBDA_LAUNCH_LIFECYCLE_HOOK),
+  # on every boot: an instance enters the warm pool, and one leaving it goes into service, only
+  # with a ready worker. AWS does not wait for user data before stopping an instance into the
+  # pool; this does. One whose worker never gets ready is abandoned (terminated and replaced).
+  initial_lifecycle_hook {
+    name                 = local.worker_ready_hook
+    lifecycle_transition = "autoscaling:EC2_INSTANCE_LAUNCHING"
+    default_result       = "ABANDON"
+    heartbeat_timeout    = var.worker_ready_timeout_seconds
   }
 
   # Pre-initialised workers, stopped: a scale-out starts one (about 20-40 s) instead of booting a

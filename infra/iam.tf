@@ -165,8 +165,9 @@ data "aws_iam_policy_document" "worker" {
   }
 
   statement {
+    # Protect itself while busy; report itself ready (the launch lifecycle hook).
     sid       = "ProtectSelfInOwnGroup"
-    actions   = ["autoscaling:SetInstanceProtection"]
+    actions   = ["autoscaling:SetInstanceProtection", "autoscaling:CompleteLifecycleAction"]
     resources = [local.worker_asg_arn]
   }
 

@@ -34,6 +34,8 @@ locals {
   dlq_name       = "${var.name}-jobs-dlq"
   queue_arn      = "arn:${local.partition}:sqs:${var.region}:${local.account_id}:${local.queue_name}"
   worker_asg     = "${var.name}-workers"
+  # The launch lifecycle hook each worker completes once it is ready (compute.tf).
+  worker_ready_hook = "${var.name}-worker-ready"
   publisher_asg  = "${var.name}-publisher"
   dashboard_name = var.name
 

@@ -275,6 +275,17 @@ variable "scaling_metric_period_seconds" {
   }
 }
 
+variable "worker_ready_timeout_seconds" {
+  description = "How long a launching worker may take to become ready (Docker, build images, the verifier) before Auto Scaling abandons the instance and launches another. The worker completes the launch lifecycle hook when ready."
+  type        = number
+  default     = 600
+
+  validation {
+    condition     = var.worker_ready_timeout_seconds >= 30 && var.worker_ready_timeout_seconds <= 7200
+    error_message = "worker_ready_timeout_seconds must be between 30 and 7200 (the lifecycle hook's heartbeat timeout)."
+  }
+}
+
 variable "instance_warmup_seconds" {
   description = "Seconds from launch until a new worker takes jobs (boot, docker, image check)."
   type        = number

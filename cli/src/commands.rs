@@ -124,7 +124,7 @@ fn refused(err: &check::CheckError, json: bool) -> ExitCode {
 
 async fn s3_client(aws: &auto_lambda_common::aws::AwsArgs) -> aws_sdk_s3::Client {
     let sdk = auto_lambda_common::aws::load_sdk_config(aws).await;
-    auto_lambda_common::aws::s3_client(&sdk)
+    auto_lambda_common::aws::s3_client_with(&sdk, auto_lambda_common::aws::upload_timeouts())
 }
 
 async fn push(args: PushArgs) -> ExitCode {

@@ -79,6 +79,13 @@ pub fn s3_timeouts() -> TimeoutConfig {
     deadlines(300, 900)
 }
 
+/// The `auto-lambda` command's uploads: a person's uplink may be slow, and one PUT of a
+/// 256 MiB zip at 200 kB/s takes over 20 minutes, so no attempt or operation deadline; a
+/// connection that stops moving is still cut off by stalled-stream protection.
+pub fn upload_timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder().connect_timeout(Duration::from_secs(5)).build()
+}
+
 /// Loads the shared SDK configuration: credentials and region from the usual chain, with the
 /// overrides in `args` applied, the retry policy of [`retry_config`] and the deadlines of
 /// [`timeouts`].
@@ -113,9 +120,14 @@ pub fn imds_client() -> aws_config::imds::Client {
 /// Builds an S3 client: path-style addressing whenever the endpoint is overridden, and the
 /// deadlines of [`s3_timeouts`].
 pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
+    s3_client_with(config, s3_timeouts())
+}
+
+/// [`s3_client`] with other deadlines (the command line's: [`upload_timeouts`]).
+pub fn s3_client_with(config: &SdkConfig, timeouts: TimeoutConfig) -> aws_sdk_s3::Client {
     let s3_config = aws_sdk_s3::config::Builder::from(config)
         .force_path_style(config.endpoint_url().is_some())
-        .timeout_config(s3_timeouts())
+        .timeout_config(timeouts)
         .build();
     aws_sdk_s3::Client::from_conf(s3_config)
 }

@@ -299,6 +299,13 @@ def verify_stack(a, out):
     pool = asg.describe_warm_pool(AutoScalingGroupName=worker_asg).get("WarmPoolConfiguration") or {}
     check(pool.get("PoolState") == "Stopped", f"a warm pool of stopped workers ({pool})")
     check(pool.get("InstanceReusePolicy", {}).get("ReuseOnScaleIn") is True, "scale-in returns workers to it")
+    hooks = asg.describe_lifecycle_hooks(AutoScalingGroupName=worker_asg)["LifecycleHooks"]
+    ready = [h for h in hooks if h["LifecycleTransition"] == "autoscaling:EC2_INSTANCE_LAUNCHING"]
+    check(len(ready) == 1 and ready[0]["DefaultResult"] == "ABANDON",
+          f"a launch hook the worker completes when ready, abandoning the instance otherwise ({ready})")
+    if ready:
+        check(f"AUTO_LAMBDA_LAUNCH_LIFECYCLE_HOOK={ready[0]['LifecycleHookName']}" in out["worker_environment"],
+              "the worker is told the hook's name")
     step = [p for p in policies if p["PolicyType"] == "StepScaling"]
     check(len(step) == 1, "a step policy adds the first worker")
 

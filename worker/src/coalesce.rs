@@ -25,14 +25,14 @@ struct Slot {
 /// One job's claim on a function; released on drop.
 #[derive(Debug)]
 pub struct Claim {
-    in_hand: Arc<InHand>,
-    function: String,
-    token: String,
+    registered: Registered,
     _turn: OwnedMutexGuard<()>,
 }
 
 impl InHand {
     /// Registers `token` for `function`, then waits for this job's turn to deploy it.
+    /// Cancellation-safe: if the wait is cancelled (the job's deadline, shutdown), the token
+    /// is withdrawn all the same, so it cannot make older uploads step aside for nothing.
     pub async fn claim(self: &Arc<Self>, function: &str, token: &str) -> Claim {
         let lock = {
             let mut map = self.functions.lock().unwrap_or_else(PoisonError::into_inner);
@@ -40,31 +40,28 @@ impl InHand {
             slot.tokens.push(token.to_owned());
             slot.lock.clone()
         };
-        let turn = lock.lock_owned().await;
-        Claim {
+        let registered = Registered {
             in_hand: self.clone(),
             function: function.to_owned(),
             token: token.to_owned(),
+        };
+        let turn = lock.lock_owned().await;
+        Claim {
+            registered,
             _turn: turn,
         }
     }
 }
 
-impl Claim {
-    /// The newest comparable token another job holds for this function, if newer than ours.
-    pub fn newer_in_hand(&self) -> Option<String> {
-        let map = self.in_hand.functions.lock().unwrap_or_else(PoisonError::into_inner);
-        let slot = map.get(&self.function)?;
-        let kind = |t: &str| t.split(':').next().map(str::to_owned);
-        slot.tokens
-            .iter()
-            .filter(|t| !self.token.is_empty() && kind(t) == kind(&self.token) && t.as_str() > self.token.as_str())
-            .max()
-            .cloned()
-    }
+/// A token registered for a function; withdrawn on drop.
+#[derive(Debug)]
+struct Registered {
+    in_hand: Arc<InHand>,
+    function: String,
+    token: String,
 }
 
-impl Drop for Claim {
+impl Drop for Registered {
     fn drop(&mut self) {
         let mut map = self.in_hand.functions.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(slot) = map.get_mut(&self.function) {
@@ -75,6 +72,21 @@ impl Drop for Claim {
                 map.remove(&self.function);
             }
         }
+    }
+}
+
+impl Claim {
+    /// The newest comparable token another job holds for this function, if newer than ours.
+    pub fn newer_in_hand(&self) -> Option<String> {
+        let me = &self.registered;
+        let map = me.in_hand.functions.lock().unwrap_or_else(PoisonError::into_inner);
+        let slot = map.get(&me.function)?;
+        let kind = |t: &str| t.split(':').next().map(str::to_owned);
+        slot.tokens
+            .iter()
+            .filter(|t| !me.token.is_empty() && kind(t) == kind(&me.token) && t.as_str() > me.token.as_str())
+            .max()
+            .cloned()
     }
 }
 
@@ -97,6 +109,18 @@ mod tests {
         drop(old);
         assert_eq!(waiter.await.unwrap(), None, "the newest deploys");
         assert!(in_hand.functions.lock().unwrap().is_empty(), "claims are released");
+    }
+
+    #[tokio::test]
+    async fn a_claim_cancelled_while_waiting_is_withdrawn() {
+        let in_hand = Arc::new(InHand::default());
+        let old = in_hand.claim("f", "time:1").await;
+        // A newer job waits for its turn and is cancelled (its deadline) before it gets it.
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(20), in_hand.claim("f", "time:2")).await;
+        assert!(waiting.is_err(), "it was still waiting");
+        assert_eq!(old.newer_in_hand(), None, "the cancelled claim does not count");
+        drop(old);
+        assert!(in_hand.functions.lock().unwrap().is_empty(), "nothing left behind");
     }
 
     #[tokio::test]

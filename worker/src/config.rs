@@ -376,6 +376,12 @@ pub struct Config {
     )]
     pub follow_lifecycle_state: InstanceMode,
 
+    /// Once initialised, complete this Auto Scaling launch lifecycle hook for this instance
+    /// (CONTINUE), so that the instance enters the warm pool or goes into service only with a
+    /// ready worker. infra/ sets it. Off when unset.
+    #[arg(help_heading = "Operations", long, env = "AUTO_LAMBDA_LAUNCH_LIFECYCLE_HOOK")]
+    pub launch_lifecycle_hook: Option<String>,
+
     /// Publish deploy outcomes and stage durations to CloudWatch every minute (for the
     /// dashboard and the failed-deploys alarm).
     #[arg(help_heading = "Operations", long, env = "AUTO_LAMBDA_CLOUDWATCH_METRICS", default_value_t = true, action = clap::ArgAction::Set)]

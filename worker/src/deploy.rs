@@ -92,7 +92,14 @@ pub enum DeployError {
     #[error("Lambda did not finish updating {function} in time")]
     WaitTimedOut { function: String },
     #[error("Lambda failed to apply the change to {function}: {reason}")]
-    UpdateFailed { function: String, reason: String },
+    UpdateFailed {
+        function: String,
+        reason: String,
+        /// Lambda's reason code (`LastUpdateStatusReasonCode` or `StateReasonCode`), which
+        /// [`crate::error`] classifies: some pass by themselves (InternalError, an ENI or IP
+        /// shortage, a role whose policy has not propagated yet).
+        code: Option<String>,
+    },
     #[error(
         "waiting on {function} failed: {}",
         aws_smithy_types::error::display::DisplayErrorContext(source)
@@ -474,16 +481,16 @@ fn waiter_error(function: &str, err: WaiterError<GetFunctionOutput, GetFunctionE
     let function = function.to_owned();
     match err {
         WaiterError::ExceededMaxWait(_) => DeployError::WaitTimedOut { function },
-        WaiterError::FailureState(failed) => DeployError::UpdateFailed {
-            function,
-            reason: failed
-                .final_poll()
-                .as_result()
-                .ok()
-                .and_then(|out| out.configuration())
-                .and_then(failure_reason)
-                .unwrap_or_else(|| "Lambda reported the change as Failed and gave no reason".into()),
-        },
+        WaiterError::FailureState(failed) => {
+            let cfg = failed.final_poll().as_result().ok().and_then(|out| out.configuration());
+            DeployError::UpdateFailed {
+                function,
+                reason: cfg
+                    .and_then(failure_reason)
+                    .unwrap_or_else(|| "Lambda reported the change as Failed and gave no reason".into()),
+                code: cfg.and_then(failure_code),
+            }
+        }
         other => DeployError::WaitFailed {
             function,
             source: Box::new(other),
@@ -506,6 +513,13 @@ fn failure_reason(cfg: &aws_sdk_lambda::types::FunctionConfiguration) -> Option<
         Some(code) => format!("{reason} ({code})"),
         None => reason.to_owned(),
     })
+}
+
+fn failure_code(cfg: &aws_sdk_lambda::types::FunctionConfiguration) -> Option<String> {
+    match cfg.last_update_status_reason_code() {
+        Some(code) => Some(code.as_str().to_owned()),
+        None => cfg.state_reason_code().map(|c| c.as_str().to_owned()),
+    }
 }
 
 fn environment(spec: &FunctionSpec) -> Environment {

@@ -229,7 +229,21 @@ fn deploy(e: &DeployError) -> Class {
                 || e.is_service_exception()
         }),
         DeployError::WaitTimedOut { .. } | DeployError::WaitFailed { .. } => Class::Transient,
-        DeployError::UpdateFailed { .. } => Class::Permanent,
+        // Lambda's reason codes (API reference, FunctionConfiguration): these pass by
+        // themselves or with the fleet's fix, not the upload's; the rest (a bad image, a
+        // KMS key, a subnet that does not exist, ...) need a change.
+        DeployError::UpdateFailed { code, .. } => match code.as_deref() {
+            Some(
+                "InternalError"
+                | "EniLimitExceeded"
+                | "SubnetOutOfIPAddresses"
+                | "InsufficientRolePermissions"
+                | "Creating"
+                | "Idle"
+                | "Restoring",
+            ) => Class::Transient,
+            _ => Class::Permanent,
+        },
         DeployError::ReadPackage(source) => io(source),
     }
 }
@@ -301,10 +315,20 @@ mod tests {
         assert_eq!(
             JobError::from(DeployError::UpdateFailed {
                 function: "f".into(),
-                reason: "r".into()
+                reason: "r".into(),
+                code: Some("KMSKeyAccessDenied".into()),
             })
             .class(),
             Class::Permanent
+        );
+        assert_eq!(
+            JobError::from(DeployError::UpdateFailed {
+                function: "f".into(),
+                reason: "Lambda was unable to create an ENI".into(),
+                code: Some("EniLimitExceeded".into()),
+            })
+            .class(),
+            Class::Transient
         );
     }
 }

@@ -536,10 +536,14 @@ pub fn default_name(key: &str) -> String {
         .to_owned()
 }
 
+/// Runs `f` on the blocking pool. A panic in it is carried on into this task, where
+/// [`handle`] catches it like any other panic of the job (reported transient, counted).
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, JobError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| JobError::WorkDir(std::io::Error::other(e)))
+    match tokio::task::spawn_blocking(f).await {
+        Ok(value) => Ok(value),
+        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+        Err(err) => Err(JobError::WorkDir(std::io::Error::other(err))),
+    }
 }
 
 fn truncate(s: &str, max: usize) -> &str {

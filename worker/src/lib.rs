@@ -113,6 +113,10 @@ pub enum StartError {
         /// or permanent (no such queue, access denied, a malformed URL).
         transient: bool,
     },
+    #[error(
+        "the queue {queue_url} did not answer within {after:?} (check --queue-url, --endpoint-url and the network)"
+    )]
+    QueueTimedOut { queue_url: String, after: Duration },
     #[error("cannot create the verification staging directory under {dir}: {source}")]
     StageDir {
         dir: std::path::PathBuf,
@@ -133,7 +137,8 @@ impl StartError {
             StartError::QueueUnreachable { transient, .. } => *transient,
             StartError::Protection(protection::ProtectionError::Imds(_))
             | StartError::Lifecycle(lifecycle::LifecycleError::Imds(_))
-            | StartError::DockerUnreachable(_) => true,
+            | StartError::DockerUnreachable(_)
+            | StartError::QueueTimedOut { .. } => true,
             StartError::Protection(protection::ProtectionError::Group { source, .. }) => {
                 sdk_error::is_transient(source, |_| false)
             }
@@ -152,13 +157,21 @@ pub async fn preflight(config: &Config, clients: &Clients) -> Result<(), StartEr
     let deadline = tokio::time::Instant::now() + Duration::from_secs(config.startup_timeout_secs);
     let mut delay = Duration::from_millis(250);
     loop {
-        let attempt = clients
+        let call = clients
             .sqs
             .get_queue_attributes()
             .queue_url(&config.queue_url)
             .attribute_names(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout)
-            .send()
-            .await;
+            .send();
+        // A call that hangs is bounded by the start-up time left, not by the client's own
+        // 2-minute deadline (systemd's start timeout would end the worker first).
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let Ok(attempt) = tokio::time::timeout(left.max(Duration::from_secs(1)), call).await else {
+            return Err(StartError::QueueTimedOut {
+                queue_url: config.queue_url.clone(),
+                after: Duration::from_secs(config.startup_timeout_secs),
+            });
+        };
         match attempt {
             Ok(_) => return Ok(()),
             Err(err) => {
@@ -224,6 +237,9 @@ pub async fn run(config: Config, clients: Clients, shutdown: CancellationToken) 
             return Err(StartError::BuildImage(err));
         }
         Err(err) => tracing::warn!(error = %err, "Cannot start the verifier yet; jobs will retry."),
+    }
+    if let Some(hook) = &config.launch_lifecycle_hook {
+        lifecycle::complete_launch(&clients.autoscaling, hook).await;
     }
     let config = Arc::new(config);
     let flush_stop = CancellationToken::new();

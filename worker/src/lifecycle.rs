@@ -44,6 +44,21 @@ pub enum LifecycleError {
     NoState,
 }
 
+impl LifecycleError {
+    /// True when there is no state to follow: the item is absent, or no metadata service
+    /// answers at all (not on EC2).
+    fn means_no_state(&self) -> bool {
+        match self {
+            LifecycleError::NoState => true,
+            LifecycleError::Imds(err) => match err.as_ref() {
+                ImdsError::FailedToLoadToken(e) => e.is_dispatch_failure(),
+                ImdsError::IoError(_) => true,
+                _ => false,
+            },
+        }
+    }
+}
+
 /// Follows the state; [`Gate::until_in_service`] holds the receive loop while it is not
 /// InService.
 #[derive(Debug, Clone)]
@@ -60,13 +75,25 @@ impl Gate {
             return Ok(None);
         }
         let imds = auto_lambda_common::aws::imds_client();
-        let first = match read(&imds).await {
-            Ok(state) => state,
-            Err(err) if mode == Mode::Auto => {
-                tracing::info!(reason = %err, "No Auto Scaling lifecycle state; taking work whenever there is some.");
-                return Ok(None);
+        let mut tries = 0;
+        let first = loop {
+            tries += 1;
+            match read(&imds).await {
+                Ok(state) => break state,
+                // Nothing to follow: not on EC2 (nobody answers at the metadata address), or
+                // not in an Auto Scaling group (no such item).
+                Err(err) if mode == Mode::Auto && err.means_no_state() => {
+                    tracing::info!(reason = %err, "No Auto Scaling lifecycle state; taking work whenever there is some.");
+                    return Ok(None);
+                }
+                // The service answered with an error (throttled, 5xx, a token refused): try
+                // again, then give up (exit 75) rather than guess and take work in a warm pool.
+                Err(err) if tries < 5 => {
+                    tracing::info!(reason = %err, "Cannot read the lifecycle state yet; retrying.");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(err) => return Err(err),
             }
-            Err(err) => return Err(err),
         };
         log_state(&first);
         let (tx, rx) = watch::channel(first);
@@ -128,5 +155,36 @@ async fn read(imds: &imds::Client) -> Result<String, LifecycleError> {
         Ok(value) => Ok(String::from(value).trim().to_owned()),
         Err(ImdsError::ErrorResponse(r)) if r.response().status().as_u16() == 404 => Err(LifecycleError::NoState),
         Err(err) => Err(LifecycleError::Imds(Box::new(err))),
+    }
+}
+
+/// Completes the launch lifecycle hook `hook` for this instance with CONTINUE, once the worker
+/// has initialised. infra puts such a hook on the group (`EC2_INSTANCE_LAUNCHING`, ABANDON on
+/// timeout): an instance then neither enters the warm pool nor goes into service until its
+/// worker is ready, and one whose worker never gets ready is replaced. It runs on every start,
+/// since leaving the warm pool passes the hook again. Never fatal: off EC2 there is nothing to
+/// complete, and on a restart of the service AWS answers that no action is pending.
+/// (API reference: CompleteLifecycleAction; User Guide, "Use lifecycle hooks with a warm pool".)
+pub async fn complete_launch(autoscaling: &aws_sdk_autoscaling::Client, hook: &str) {
+    let (instance, group) = match crate::protection::locate(autoscaling).await {
+        Ok(found) => found,
+        Err(err) => {
+            tracing::info!(reason = %err, hook, "Not on an Auto Scaling instance; no lifecycle action to complete.");
+            return;
+        }
+    };
+    let done = autoscaling
+        .complete_lifecycle_action()
+        .auto_scaling_group_name(&group)
+        .lifecycle_hook_name(hook)
+        .instance_id(&instance)
+        .lifecycle_action_result("CONTINUE")
+        .send()
+        .await;
+    match done {
+        Ok(_) => tracing::info!(hook, %instance, %group, "Completed the launch lifecycle action: the worker is ready."),
+        Err(err) => {
+            tracing::warn!(error = %crate::sdk_error::describe(&err), hook, %instance, %group, "Cannot complete the launch lifecycle action (none pending after a service restart is harmless; otherwise the hook times out and the instance is replaced).");
+        }
     }
 }

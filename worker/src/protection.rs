@@ -68,29 +68,7 @@ impl Protection {
     }
 
     async fn find(autoscaling: aws_sdk_autoscaling::Client) -> Result<Self, ProtectionError> {
-        let imds = auto_lambda_common::aws::imds_client();
-        let instance_id: String = imds
-            .get("/latest/meta-data/instance-id")
-            .await
-            .map_err(|e| ProtectionError::Imds(Box::new(e)))?
-            .into();
-        let out = autoscaling
-            .describe_auto_scaling_instances()
-            .instance_ids(&instance_id)
-            .send()
-            .await
-            .map_err(|e| ProtectionError::Group {
-                instance: instance_id.clone(),
-                source: Box::new(e),
-            })?;
-        let group = out
-            .auto_scaling_instances()
-            .first()
-            .and_then(|i| i.auto_scaling_group_name())
-            .ok_or_else(|| ProtectionError::NoGroup {
-                instance: instance_id.clone(),
-            })?
-            .to_owned();
+        let (instance_id, group) = locate(&autoscaling).await?;
         Ok(Self {
             autoscaling,
             instance_id,
@@ -146,6 +124,34 @@ impl Protection {
             }
         }
     }
+}
+
+/// This instance's id (IMDSv2) and its Auto Scaling group (DescribeAutoScalingInstances).
+pub async fn locate(autoscaling: &aws_sdk_autoscaling::Client) -> Result<(String, String), ProtectionError> {
+    let imds = auto_lambda_common::aws::imds_client();
+    let instance_id: String = imds
+        .get("/latest/meta-data/instance-id")
+        .await
+        .map_err(|e| ProtectionError::Imds(Box::new(e)))?
+        .into();
+    let out = autoscaling
+        .describe_auto_scaling_instances()
+        .instance_ids(&instance_id)
+        .send()
+        .await
+        .map_err(|e| ProtectionError::Group {
+            instance: instance_id.clone(),
+            source: Box::new(e),
+        })?;
+    let group = out
+        .auto_scaling_instances()
+        .first()
+        .and_then(|i| i.auto_scaling_group_name())
+        .ok_or_else(|| ProtectionError::NoGroup {
+            instance: instance_id.clone(),
+        })?
+        .to_owned();
+    Ok((instance_id, group))
 }
 
 /// One job's hold on the instance's scale-in protection (see [`Protection::hold`]).

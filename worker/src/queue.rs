@@ -106,9 +106,16 @@ impl Queue {
                 _ = done.cancelled() => return,
                 _ = tokio::time::sleep(every) => {}
             }
-            if let Err(err) = self.set_visibility(receipt, visibility_secs).await {
+            // Each beat gets until the next one: a call that hangs (up to the client's
+            // 2-minute operation timeout) must not let the visibility lapse unrenewed.
+            match tokio::time::timeout(every, self.set_visibility(receipt, visibility_secs)).await {
+                Ok(Ok(())) => {}
                 // The next beat tries again; if they all fail the message reappears, which is safe.
-                tracing::warn!(error = %err, "Visibility heartbeat failed.");
+                Ok(Err(err)) => tracing::warn!(error = %err, "Visibility heartbeat failed."),
+                Err(_) => tracing::warn!(
+                    after_ms = every.as_millis() as u64,
+                    "Visibility heartbeat did not answer in time."
+                ),
             }
         }
     }

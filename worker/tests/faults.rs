@@ -308,35 +308,48 @@ async fn full_disk_fails_cleanly_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failure_that_keeps_coming_back_ends_in_the_dlq() {
-    // The Docker engine is gone (a transient, operator-side fault): every attempt at a build
-    // fails, the message is retried with backoff, and after the queue's maxReceiveCount (5)
-    // the redrive policy moves it to the dead-letter queue. The worker stays up throughout.
+    // A build that never finishes within the job's deadline (a transient failure: the next
+    // attempt might be on a faster instance): every attempt is cut off, the message is retried
+    // with backoff, and after the queue's maxReceiveCount (5) the redrive policy moves it to
+    // the dead-letter queue. The worker stays up throughout.
     let moto = Moto::start();
     let stack = moto.bootstrap("dlq", false);
     let aws = Aws::new(&stack.endpoint).await;
     let cache = tempfile::tempdir().unwrap();
-    let mut cmd = worker_command(&stack);
-    cmd.env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
-    let worker = Worker::spawn_with(
-        &mut cmd,
-        &["--retry-base-secs", "0", "--cache-dir", cache.path().to_str().unwrap()],
+    let worker = Worker::spawn(
+        &stack,
+        &[
+            "--retry-base-secs",
+            "0",
+            "--job-timeout-secs",
+            "2",
+            "--build-network",
+            "none",
+            "--cache-dir",
+            cache.path().to_str().unwrap(),
+        ],
     );
     let files: Vec<(&str, &[u8])> = vec![
-        ("app.py", b"def handler(e, c):\n    return 1\n"),
-        ("requirements.txt", b"six==1.16.0\n"),
+        ("app.py", b"import slowpkg\ndef handler(e, c):\n    return 1\n"),
+        ("requirements.txt", b"./vendor/slowpkg\n"),
+        (
+            "vendor/slowpkg/setup.py",
+            b"import time\ntime.sleep(120)\nfrom setuptools import setup\nsetup(name='slowpkg', version='1.0', py_modules=['slowpkg'])\n",
+        ),
+        ("vendor/slowpkg/slowpkg.py", b"VALUE = 1\n"),
     ];
-    let id = aws.upload(&stack, "apps/needs-docker.zip", zip_of(&files)).await;
+    let id = aws.upload(&stack, "apps/never-done.zip", zip_of(&files)).await;
 
-    let r = aws.wait_report_any(&stack, "apps/needs-docker.zip", &id, T).await;
+    let r = aws.wait_report_any(&stack, "apps/never-done.zip", &id, T).await;
     assert_eq!(r["error_class"], "transient", "{r:#}");
     assert_eq!(r["will_retry"], true);
-    assert!(r["error"].as_str().unwrap().contains("Docker"), "{r:#}");
+    assert!(r["error"].as_str().unwrap().contains("ran out of time"), "{r:#}");
     eventually(T, "the message reaches the DLQ", || async {
         aws.queue_counts(&stack.dlq_url).await.0 == 1
     })
     .await;
     assert_eq!(aws.queue_counts(&stack.queue_url).await, (0, 0));
-    let last = aws.wait_report_any(&stack, "apps/needs-docker.zip", &id, T).await;
+    let last = aws.wait_report_any(&stack, "apps/never-done.zip", &id, T).await;
     assert!(
         last["attempt"].as_u64().unwrap() >= 5,
         "retried up to maxReceiveCount: {last:#}"

@@ -401,3 +401,41 @@ async fn a_build_out_of_memory_is_reported_with_the_limit() {
     );
     assert!(error.contains("--build-memory-mb"), "{error}");
 }
+
+/// A launching instance goes on (into the warm pool, or into service) only once its worker is
+/// ready: the worker completes the group's launch lifecycle hook after initialising. A wrong
+/// hook name is refused by Auto Scaling and said in the log; the worker runs on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ready_worker_completes_the_launch_lifecycle_hook() {
+    let moto = Moto::start();
+    let stack = moto.bootstrap_with("ready", false, Some(1));
+    let aws = Aws::new(&stack.endpoint).await;
+    let autoscaling = aws_sdk_autoscaling::Client::new(&aws.sdk);
+    autoscaling
+        .put_lifecycle_hook()
+        .auto_scaling_group_name(stack.asg_name.as_deref().unwrap())
+        .lifecycle_hook_name("worker-ready")
+        .lifecycle_transition("autoscaling:EC2_INSTANCE_LAUNCHING")
+        .default_result("ABANDON")
+        .send()
+        .await
+        .unwrap();
+    let imds = FakeImds::start(&stack.instance_ids[0]).await;
+    let cache = tempfile::tempdir().unwrap();
+    for (hook, said) in [
+        ("worker-ready", "Completed the launch lifecycle action"),
+        ("no-such-hook", "Cannot complete the launch lifecycle action"),
+    ] {
+        let a = args(cache.path(), &["--launch-lifecycle-hook", hook]);
+        let mut cmd = worker_command(&stack);
+        let worker = Worker::spawn_with(cmd.env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds.endpoint), &refs(&a));
+        eventually(T, said, || async { worker.log().contains(said) }).await;
+        if hook == "no-such-hook" {
+            assert!(worker.log().contains("ValidationError"), "{}", worker.log());
+        }
+        eventually(T, "the worker started", || async {
+            worker.log().contains("Worker started.")
+        })
+        .await;
+    }
+}
