@@ -30,14 +30,14 @@ locals {
   # The worker's shared dependency cache lives here (a fixed prefix, like the worker's default).
   cache_prefix = "cache/"
 
-  queue_name     = "${var.name}-jobs"
-  dlq_name       = "${var.name}-jobs-dlq"
-  queue_arn      = "arn:${local.partition}:sqs:${var.region}:${local.account_id}:${local.queue_name}"
-  worker_asg     = "${var.name}-workers"
+  queue_name = "${var.name}-jobs"
+  dlq_name   = "${var.name}-jobs-dlq"
+  queue_arn  = "arn:${local.partition}:sqs:${var.region}:${local.account_id}:${local.queue_name}"
+  worker_asg = "${var.name}-workers"
   # The launch lifecycle hook each worker completes once it is ready (compute.tf).
   worker_ready_hook = "${var.name}-worker-ready"
-  publisher_asg  = "${var.name}-publisher"
-  dashboard_name = var.name
+  publisher_asg     = "${var.name}-publisher"
+  dashboard_name    = var.name
 
   # The queue's own visibility timeout is the fallback for a receive that does not set one; the
   # worker asks for worker_visibility_timeout_seconds and renews it while the job runs.
