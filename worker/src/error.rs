@@ -51,6 +51,8 @@ pub enum JobError {
     WorkDir(#[source] std::io::Error),
     #[error("the job was interrupted by shutdown")]
     Interrupted,
+    #[error("the worker hit an internal error (a panic: {0}) and will try this upload again; if it persists, report it with this message")]
+    Panicked(String),
     #[error("the job ran out of time in its {stage} stage (--job-timeout-secs: {after:?}); it was cancelled and will be retried")]
     DeadlineExceeded {
         stage: &'static str,
@@ -141,7 +143,7 @@ impl JobError {
             },
             JobError::Deploy(e) => deploy(e),
             JobError::WorkDir(source) => io(source),
-            JobError::Interrupted | JobError::DeadlineExceeded { .. } => Transient,
+            JobError::Interrupted | JobError::DeadlineExceeded { .. } | JobError::Panicked(_) => Transient,
         }
     }
 

@@ -74,19 +74,7 @@ pub async fn handle(ctx: &Context, message: &Received) -> Disposition {
             tracing::info!(bucket = %object.bucket, key = %object.key, %reason, "Ignoring object.");
             continue;
         }
-        // A panic is a bug, but one upload's bug must not take the worker down or leave its
-        // message hidden: it is caught here, counted, reported, and the upload is retried.
-        let worked = std::panic::AssertUnwindSafe(work_object(ctx, message, &object))
-            .catch_unwind()
-            .await;
-        let worked = match worked {
-            Ok(d) => d,
-            Err(panic) => {
-                let what = panic_message(panic);
-                panicked(ctx, message, &object, what).await
-            }
-        };
-        if let Disposition::RetryAfter(delay) = worked {
+        if let Disposition::RetryAfter(delay) = work_object(ctx, message, &object).await {
             disposition = Disposition::RetryAfter(delay);
         }
     }
@@ -219,26 +207,6 @@ fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
-/// The job of `object` panicked: logs the panic's message, counts it, and reports the upload
-/// failed/transient so that the message comes back and the upload is tried again.
-async fn panicked(ctx: &Context, message: &Received, object: &ObjectCreated, what: String) -> Disposition {
-    crate::metrics::record_panic();
-    crate::metrics::record_outcome("retrying");
-    let delay = queue::retry_delay(ctx.config.retry_base_secs, message.receive_count);
-    tracing::error!(key = %object.key, panic = %what, retry_in_secs = delay.as_secs(), "The job panicked (a bug in the worker); the upload will be retried.");
-    let mut report = blank_report(object, message);
-    report.error = Some(format!(
-        "the worker hit an internal error (a panic: {what}) and will try this upload again; if it persists, report it with this message"
-    ));
-    report.error_class = Some("transient");
-    report.will_retry = true;
-    report.finished_at = report::now_rfc3339();
-    if let Err(err) = write_report(ctx, &report).await {
-        tracing::warn!(error = %err, "Cannot write the status report of a panicked job.");
-    }
-    Disposition::RetryAfter(delay)
-}
-
 #[tracing::instrument(skip_all, fields(key = %object.key))]
 async fn work_object(ctx: &Context, message: &Received, object: &ObjectCreated) -> Disposition {
     let mut timings = Timings::default();
@@ -246,9 +214,18 @@ async fn work_object(ctx: &Context, message: &Received, object: &ObjectCreated) 
     let mut dropped = Vec::new();
     let deadline = ctx.config.job_timeout();
     // Past the deadline the stages' future is dropped: containers are removed by their guards,
-    // host installers killed (kill_on_drop), the coalescing claim released.
-    let result = match tokio::time::timeout(deadline, run_stages(ctx, object, &mut timings, &mut dropped)).await {
-        Ok(result) => result,
+    // host installers killed (kill_on_drop), the coalescing claim released. A panic is a bug,
+    // but one upload's bug must not take the worker down or leave its message hidden: it is
+    // caught here, counted, and reported like any transient failure, so the upload is retried.
+    let stages = std::panic::AssertUnwindSafe(run_stages(ctx, object, &mut timings, &mut dropped)).catch_unwind();
+    let result = match tokio::time::timeout(deadline, stages).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(panic)) => {
+            let what = panic_message(panic);
+            crate::metrics::record_panic();
+            tracing::error!(panic = %what, "The job panicked (a bug in the worker); the upload will be retried.");
+            Err(JobError::Panicked(what))
+        }
         Err(_) => {
             let stage = *current.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let stage = if stage.is_empty() { "download" } else { stage };
@@ -537,7 +514,7 @@ pub fn default_name(key: &str) -> String {
 }
 
 /// Runs `f` on the blocking pool. A panic in it is carried on into this task, where
-/// [`handle`] catches it like any other panic of the job (reported transient, counted).
+/// `work_object` catches it like any other panic of the job (reported transient, counted).
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, JobError> {
     match tokio::task::spawn_blocking(f).await {
         Ok(value) => Ok(value),
