@@ -205,6 +205,8 @@ print(json.dumps({
     "force_destroy_bucket": True,
     # moto keeps no RedriveAllowPolicy: the provider would wait for it forever.
     "enable_redrive_allow_policy": False,
+    # The example canary alarm, on the alias of the example the worker deploys below.
+    "canary_alarm_function": f"{name}-python-hello",
 }, indent=2))
 PY
 
@@ -227,7 +229,10 @@ step "Verifying the applied stack through the API"
 "$py" infra/tests/verify_stack.py stack --endpoint "$endpoint" --outputs "$state/outputs.json" --env-dir "$state"
 
 step "Dashboard metrics against the code"
-"$py" infra/tests/check_metrics.py --outputs "$state/outputs.json" --endpoint "$endpoint"
+# Pending (issue 15): traffic shifting and deployment events, in infra/ ahead of the worker.
+# check_metrics.py notes each name once the code emits it; drop it from here then.
+"$py" infra/tests/check_metrics.py --outputs "$state/outputs.json" --endpoint "$endpoint" \
+  --pending Shifts Event started stepped promoted rolled-back superseded shifting EventPublishErrors
 
 step "The real worker, configured by the launch template's user data, deploys an example"
 # moto evaluates bucket policies, and it serves plain HTTP: the TLS-only statement (checked

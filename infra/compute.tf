@@ -49,6 +49,10 @@ locals {
     # With a warm pool the worker must read its lifecycle state: "on", not "auto".
     follow_lifecycle_state = var.warm_pool ? "on" : "auto"
     ready_hook             = local.worker_ready_hook
+    events_source          = local.events_source
+    events_detail_type     = local.events_detail_type
+    events_bus             = local.events_bus
+    events_topic           = local.events_topic_arn
     extra                  = var.worker_extra_environment
   })
 

@@ -105,6 +105,46 @@ data "aws_iam_policy_document" "worker" {
   }
 
   statement {
+    # lambda.toml [url]: the function URL lives on the alias (a qualified ARN); GetPolicy reads
+    # the resource-based policy to find the public-access statement the worker manages.
+    sid = "ManageFunctionUrlsOfPrefixedFunctions"
+    actions = [
+      "lambda:GetFunctionUrlConfig",
+      "lambda:CreateFunctionUrlConfig",
+      "lambda:UpdateFunctionUrlConfig",
+      "lambda:DeleteFunctionUrlConfig",
+      "lambda:GetPolicy",
+      "lambda:RemovePermission", # only ever narrows access; lambda:Principal is not in its request
+    ]
+    resources = [local.function_arn_pattern, "${local.function_arn_pattern}:*"]
+  }
+
+  statement {
+    # A URL with auth NONE needs a public statement in the function's policy. The worker adds
+    # nothing else: lambda:Principal "*" only, so it cannot grant another account or a service.
+    sid       = "AddPublicUrlPermissionOnly"
+    actions   = ["lambda:AddPermission"]
+    resources = [local.function_arn_pattern, "${local.function_arn_pattern}:*"]
+    condition {
+      test     = "StringEquals"
+      variable = "lambda:Principal"
+      values   = ["*"]
+    }
+  }
+
+  statement {
+    # Gradual traffic shifting checks the alarms an app names in lambda.toml ([deploy] alarms).
+    # DescribeAlarms supports resource-level permissions on the alarm resource type
+    # (arn:<partition>:cloudwatch:<region>:<account>:alarm:<name>; Service Authorization
+    # Reference, "Actions, resources, and condition keys for Amazon CloudWatch"). The
+    # DescribeAlarms API reference adds that composite alarms are returned only to a permission
+    # scoped to "*", so a scoped one reads metric alarms only, which is what is granted here.
+    sid       = "ReadDeployAlarms"
+    actions   = ["cloudwatch:DescribeAlarms"]
+    resources = [for p in var.deploy_alarm_name_patterns : "arn:${local.partition}:cloudwatch:${var.region}:${local.account_id}:alarm:${p}"]
+  }
+
+  statement {
     sid       = "PassOnlyTheExecutionRole"
     actions   = ["iam:PassRole"]
     resources = [aws_iam_role.lambda_exec.arn]
@@ -154,14 +194,50 @@ data "aws_iam_policy_document" "worker" {
   }
 
   statement {
+    # SendMessage: the next step of a gradual traffic shift is a delayed message to this same
+    # queue (never the DLQ). The worker could already deploy; sending adds no new power.
     sid = "ConsumeOwnQueue"
     actions = [
       "sqs:ReceiveMessage",
       "sqs:DeleteMessage",
       "sqs:ChangeMessageVisibility",
       "sqs:GetQueueAttributes",
+      "sqs:SendMessage",
     ]
     resources = [aws_sqs_queue.jobs.arn]
+  }
+
+  dynamic "statement" {
+    for_each = var.events_bus_enabled ? [1] : []
+    content {
+      # One bus, and only events that say they come from auto-lambda.
+      sid       = "PutDeploymentEventsOnOneBus"
+      actions   = ["events:PutEvents"]
+      resources = [local.events_bus_arn]
+      condition {
+        test     = "StringEquals"
+        variable = "events:source"
+        values   = [local.events_source]
+      }
+    }
+  }
+
+  dynamic "statement" {
+    for_each = var.events_topic_enabled ? [1] : []
+    content {
+      sid       = "PublishDeploymentEventsToOneTopic"
+      actions   = ["sns:Publish"]
+      resources = [local.events_topic_arn]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = local.events_topic_cmk ? [1] : []
+    content {
+      sid       = "EventsTopicKey"
+      actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
+      resources = [var.events_topic_kms_key_id]
+    }
   }
 
   statement {

@@ -5,7 +5,9 @@
 #                           WorkPerInstance, BacklogPerInstance          {QueueName, AutoScalingGroupName}
 #   auto-lambda-worker:     Jobs (Count)                                 {QueueName, Outcome}
 #                           StageDuration (Milliseconds)                 {QueueName, Stage}
-# infra/tests/check_dashboard.py checks every custom metric named here against the Rust sources.
+#                           Shifts (Count)                               {QueueName, Event}
+#                           EventPublishErrors (Count)                   {QueueName}
+# infra/tests/check_metrics.py checks every custom metric named here against the Rust sources.
 
 resource "aws_cloudwatch_log_group" "worker" {
   #checkov:skip=CKV_AWS_158:KMS is optional (log_kms_key_arn); the logs hold no secrets
@@ -27,8 +29,17 @@ locals {
   ns       = var.metric_namespace
   queue    = aws_sqs_queue.jobs.name
   dlq      = aws_sqs_queue.dlq.name
-  outcomes = ["deployed", "unchanged", "stale-skipped", "failed", "retrying"]
+  outcomes = ["deployed", "unchanged", "stale-skipped", "failed", "retrying", "rolled-back", "shifting"]
   stages   = ["download", "unpack", "build", "package", "deploy"]
+  # A gradual traffic shift: started once, stepped per delayed step message, then it ends
+  # promoted (all traffic on the new version), rolled back (an alarm fired) or superseded (a
+  # newer upload of the app took over the alias).
+  shift_events = ["started", "stepped", "promoted", "rolled-back", "superseded"]
+
+  health_alarm_arns = concat(
+    [for a in aws_cloudwatch_metric_alarm.health : a.arn],
+    [for a in aws_cloudwatch_metric_alarm.canary : a.arn],
+  )
 
   dashboard_widgets = [
     {
@@ -140,7 +151,38 @@ locals {
       type = "alarm", x = 12, y = 18, width = 12, height = 6
       properties = {
         title  = "Alarms"
-        alarms = [for a in aws_cloudwatch_metric_alarm.health : a.arn]
+        alarms = local.health_alarm_arns
+      }
+    },
+    {
+      type = "metric", x = 0, y = 24, width = 12, height = 6
+      properties = {
+        title   = "Traffic shifts by event (per 5 minutes)"
+        region  = var.region
+        view    = "timeSeries"
+        stacked = false
+        stat    = "Sum"
+        period  = 300
+        metrics = concat(
+          [for e in local.shift_events : [local.ns, "Shifts", "QueueName", local.queue, "Event", e, { label = e }]],
+          # Uploads whose deploy started a gradual shift (the job's outcome; the steps follow).
+          [[local.ns, "Jobs", "QueueName", local.queue, "Outcome", "shifting", { label = "uploads that started a shift", yAxis = "right" }]],
+        )
+      }
+    },
+    {
+      type = "metric", x = 12, y = 24, width = 12, height = 6
+      properties = {
+        title  = "Rollbacks and event publish errors (per 5 minutes)"
+        region = var.region
+        view   = "timeSeries"
+        stat   = "Sum"
+        period = 300
+        metrics = [
+          [local.ns, "Jobs", "QueueName", local.queue, "Outcome", "rolled-back", { label = "deploys rolled back" }],
+          [local.ns, "Shifts", "QueueName", local.queue, "Event", "rolled-back", { label = "shifts rolled back" }],
+          [local.ns, "EventPublishErrors", "QueueName", local.queue, { label = "deployment events not published", yAxis = "right" }],
+        ]
       }
     },
   ]
@@ -181,6 +223,18 @@ locals {
         evaluations = 3
         comparison  = "GreaterThanThreshold"
         threshold   = var.oldest_message_alarm_seconds
+        missing     = "notBreaching"
+      }
+      deploys-rolled-back = {
+        description = "A gradual traffic shift was rolled back in the last 5 minutes: an alarm named in the app's lambda.toml fired, and the alias went back to the previous version. The status report under ${var.status_prefix} and the deployment event name the alarm."
+        namespace   = local.ns
+        metric      = "Jobs"
+        dimensions  = { QueueName = local.queue, Outcome = "rolled-back" }
+        stat        = "Sum"
+        period      = 300
+        evaluations = 1
+        comparison  = "GreaterThanThreshold"
+        threshold   = 0
         missing     = "notBreaching"
       }
       deploys-failing = {
@@ -229,4 +283,33 @@ resource "aws_cloudwatch_metric_alarm" "health" {
   treat_missing_data  = each.value.missing
   alarm_actions       = var.alarm_actions
   ok_actions          = var.alarm_actions
+}
+
+# An example canary alarm for gradual traffic shifting: errors of one function's alias, per
+# minute. An app names it in its lambda.toml ([deploy] alarms = ["<alarm name>"]); while a
+# shift is under way the worker reads it before every step and rolls the alias back when it is
+# in ALARM. Through the alias, Errors counts both versions the weights split traffic between.
+# It has no actions: the worker reads it, and a rollback raises deploys-rolled-back.
+resource "aws_cloudwatch_metric_alarm" "canary" {
+  count = var.canary_alarm_function != null ? 1 : 0
+
+  alarm_name          = "${var.canary_alarm_function}-${var.canary_alarm_alias}-errors"
+  alarm_description   = "Errors of ${var.canary_alarm_function}:${var.canary_alarm_alias} (more than ${var.canary_alarm_threshold} in a minute). Named in lambda.toml [deploy] alarms, it rolls back a gradual traffic shift."
+  namespace           = "AWS/Lambda"
+  metric_name         = "Errors"
+  dimensions          = { FunctionName = var.canary_alarm_function, Resource = "${var.canary_alarm_function}:${var.canary_alarm_alias}" }
+  statistic           = "Sum"
+  period              = 60
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = var.canary_alarm_threshold
+  # No invocations, no errors: a quiet canary is not a failing one.
+  treat_missing_data = "notBreaching"
+
+  lifecycle {
+    precondition {
+      condition     = startswith(var.canary_alarm_function, local.function_prefix)
+      error_message = "canary_alarm_function must be a full function name starting with the function prefix (${local.function_prefix}): the worker deploys no other function."
+    }
+  }
 }

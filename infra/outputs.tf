@@ -111,6 +111,26 @@ output "alarm_names" {
   value       = [for a in aws_cloudwatch_metric_alarm.health : a.alarm_name]
 }
 
+output "canary_alarm_name" {
+  description = "Name of the example canary alarm, for lambda.toml [deploy] alarms (null when canary_alarm_function is null)."
+  value       = var.canary_alarm_function != null ? aws_cloudwatch_metric_alarm.canary[0].alarm_name : null
+}
+
+output "events_bus_name" {
+  description = "EventBridge bus of the deployment events (AUTO_LAMBDA_EVENTS_BUS; null when events_bus_enabled is false). Match source \"auto-lambda\", detail-type \"auto-lambda Deployment State Change\"."
+  value       = local.events_bus
+}
+
+output "events_bus_arn" {
+  description = "ARN of the deployment events bus (null when events_bus_enabled is false)."
+  value       = local.events_bus_arn
+}
+
+output "events_topic_arn" {
+  description = "SNS topic of the deployment events (AUTO_LAMBDA_EVENTS_TOPIC; null when events_topic_enabled is false). Subscribe to it."
+  value       = local.events_topic_arn
+}
+
 output "dashboard_name" {
   description = "Name of the CloudWatch dashboard (null when enable_dashboard is false)."
   value       = var.enable_dashboard ? aws_cloudwatch_dashboard.main[0].dashboard_name : null

@@ -196,6 +196,66 @@ variable "allowed_layer_arns" {
   default     = []
 }
 
+# --- Function URLs, traffic shifting, deployment events -------------------------------------
+
+variable "deploy_alarm_name_patterns" {
+  description = "Names (wildcards allowed) of the CloudWatch alarms that apps may name in lambda.toml ([deploy] alarms) to check a gradual traffic shift; the worker may read (cloudwatch:DescribeAlarms) only these metric alarms of this account and region. [\"*\"]: any metric alarm here. Composite alarms are not supported (AWS returns them only to an unscoped permission)."
+  type        = list(string)
+  default     = ["*"]
+
+  validation {
+    condition     = length(var.deploy_alarm_name_patterns) > 0 && alltrue([for p in var.deploy_alarm_name_patterns : length(p) > 0])
+    error_message = "deploy_alarm_name_patterns must list at least one non-empty name or pattern."
+  }
+}
+
+variable "events_bus_enabled" {
+  description = "Send deployment events (source auto-lambda, detail-type \"auto-lambda Deployment State Change\") to an EventBridge bus (AUTO_LAMBDA_EVENTS_BUS)."
+  type        = bool
+  default     = true
+}
+
+variable "events_bus_name" {
+  description = "EventBridge bus for deployment events. Null: a dedicated bus \"<name>-deployments\" created by the stack. A name (e.g. \"default\") or ARN: that existing bus, which the stack does not create; the worker may PutEvents to it only."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.events_bus_name == null || can(regex("^(arn:[^:]+:events:[^:]+:[0-9]{12}:event-bus/)?[A-Za-z0-9._/-]{1,256}$", var.events_bus_name))
+    error_message = "events_bus_name must be an EventBridge bus name (letters, digits, . _ - /) or a bus ARN."
+  }
+}
+
+variable "events_topic_enabled" {
+  description = "Create the SNS topic \"<name>-deployments\" and publish deployment events to it (AUTO_LAMBDA_EVENTS_TOPIC). Subscribe e-mail, chat or queue endpoints to it."
+  type        = bool
+  default     = true
+}
+
+variable "events_topic_kms_key_id" {
+  description = "KMS key of the deployment events topic: \"alias/aws/sns\" (the AWS managed key; no key policy to maintain) or your key's ARN (the worker gets GenerateDataKey/Decrypt on it)."
+  type        = string
+  default     = "alias/aws/sns"
+}
+
+variable "canary_alarm_function" {
+  description = "Full name of a deployed function (it must start with the function prefix) for which to create an example canary alarm on its alias's errors (AWS/Lambda Errors, Resource <function>:<alias>, 60 s). Name the alarm in the app's lambda.toml ([deploy] alarms) to roll back a shift that raises it. Null: no alarm."
+  type        = string
+  default     = null
+}
+
+variable "canary_alarm_alias" {
+  description = "Alias the canary alarm watches (the alias the worker shifts; lambda.toml's alias, \"live\" by default)."
+  type        = string
+  default     = "live"
+}
+
+variable "canary_alarm_threshold" {
+  description = "The canary alarm fires when the alias has more errors than this in one minute."
+  type        = number
+  default     = 0
+}
+
 # --- Worker fleet ---------------------------------------------------------------------------
 
 variable "worker_instance_type" {
@@ -396,7 +456,7 @@ variable "enable_dashboard" {
 }
 
 variable "enable_alarms" {
-  description = "Create the alarms (DLQ not empty, oldest message age, failed deploys, publisher silent)."
+  description = "Create the alarms (DLQ not empty, oldest message age, failed deploys, rolled-back deploys, publisher silent)."
   type        = bool
   default     = true
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks, through the AWS API (moto in dev/test-infra.sh), that the stack infra/ applied is
 there and wired together: bucket -> queue -> DLQ, IAM scoping, launch templates, scaling,
-alarms, dashboard, logs.
+deployment events (bus, topic), alarms, dashboard, logs.
 
     verify_stack.py stack --endpoint URL --outputs outputs.json [--env-dir DIR]
         every check; with --env-dir, also writes worker.env, publisher.env and the worker
@@ -59,6 +59,15 @@ def statement_for(policy, action):
     return [st for st in policy["Statement"] if action in listify(st.get("Action", []))]
 
 
+def conditions_of(policy, action, resource):
+    """The Condition blocks of the Allow statements that grant the action on the resource."""
+    out = []
+    for st in policy["Statement"]:
+        if st.get("Effect") == "Allow" and allows({"Statement": [st]}, action, resource):
+            out.append(st.get("Condition", {}))
+    return out
+
+
 def role_policy(iam, role):
     names = iam.list_role_policies(RoleName=role)["PolicyNames"]
     check(len(names) == 1, f"role {role} has one inline policy ({names})")
@@ -100,6 +109,7 @@ def verify_stack(a, out):
     kw = dict(endpoint_url=a.endpoint, region_name=REGION)
     s3, sqs, iam = (boto3.client(s, **kw) for s in ("s3", "sqs", "iam"))
     ec2, asg, cw, logs = (boto3.client(s, **kw) for s in ("ec2", "autoscaling", "cloudwatch", "logs"))
+    events, sns = (boto3.client(s, **kw) for s in ("events", "sns"))
 
     bucket = out["bucket_name"]
     account = out["queue_arn"].split(":")[4]
@@ -186,7 +196,25 @@ def verify_stack(a, out):
     for action in ("lambda:UpdateFunctionCode", "lambda:CreateFunction", "lambda:GetFunction"):
         check(not allows(wp, action, f"{fn}:billing-api"), f"no {action} outside the prefix")
     check(not allows(wp, "lambda:DeleteFunction", f"{fn}:{prefix}hello"), "no DeleteFunction")
-    check(not allows(wp, "lambda:AddPermission", f"{fn}:{prefix}hello"), "no AddPermission")
+    for action in ("lambda:GetFunctionUrlConfig", "lambda:CreateFunctionUrlConfig", "lambda:UpdateFunctionUrlConfig",
+                   "lambda:DeleteFunctionUrlConfig", "lambda:GetPolicy", "lambda:AddPermission", "lambda:RemovePermission"):
+        check(allows(wp, action, f"{fn}:{prefix}hello:live"), f"{action} on an alias of function:{prefix}hello")
+        check(allows(wp, action, f"{fn}:{prefix}hello"), f"{action} on function:{prefix}hello")
+        check(not allows(wp, action, f"{fn}:billing-api:live"), f"no {action} outside the prefix")
+    add = conditions_of(wp, "lambda:AddPermission", f"{fn}:{prefix}hello:live")
+    check(bool(add) and all(c.get("StringEquals", {}).get("lambda:Principal") == "*" for c in add),
+          f"AddPermission only for the public principal \"*\" (a URL with auth NONE): {add}")
+    check(not allows(wp, "lambda:DeleteFunction", f"{fn}:{prefix}hello:live"), "no DeleteFunction on aliases")
+    check(not allows(wp, "lambda:PutFunctionConcurrency", f"{fn}:{prefix}hello"), "no other Lambda action")
+    alarm = f"arn:aws:cloudwatch:{REGION}:{account}:alarm"
+    check(allows(wp, "cloudwatch:DescribeAlarms", f"{alarm}:{prefix}hello-live-errors"),
+          "DescribeAlarms on this account's alarms (the ones apps name in lambda.toml)")
+    check(not allows(wp, "cloudwatch:DescribeAlarms", f"arn:aws:cloudwatch:{REGION}:999999999999:alarm:x"),
+          "no DescribeAlarms in another account")
+    check(not allows(wp, "cloudwatch:DescribeAlarms", f"arn:aws:cloudwatch:eu-north-1:{account}:alarm:x"),
+          "no DescribeAlarms in another region")
+    check(not any(a in ("cloudwatch:SetAlarmState", "cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms")
+                  for st in wp["Statement"] for a in listify(st["Action"])), "cannot change alarms")
     check(not any(a.endswith(":*") or a == "*" for st in wp["Statement"] for a in listify(st["Action"])),
           "no wildcard actions")
     check(allows(wp, "iam:PassRole", exec_role_arn), "iam:PassRole on the execution role")
@@ -200,13 +228,36 @@ def verify_stack(a, out):
           "reads uploads (apps/)")
     check(not allows(wp, "s3:PutObject", f"{b}/apps/x.zip"), "cannot write apps/ (could start jobs)")
     check(allows(wp, "s3:PutObject", f"{b}/status/apps/x.zip/v.json"), "writes status/")
+    check(allows(wp, "s3:PutObject", f"{b}/status/apps/x.zip/v.log"), "writes the full build log beside the report (status/<key>/<id>.log)")
     check(allows(wp, "s3:PutObject", f"{b}/artifacts/p.zip"), "writes artifacts/")
     check(not allows(wp, "s3:GetObject", f"{b}/status/x.json"), "does not read status/")
     check(not allows(wp, "s3:GetObject", "arn:aws:s3:::other-bucket/apps/x.zip"), "no other bucket")
     for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"):
         check(allows(wp, action, queue_arn), f"{action} on its queue")
         check(not allows(wp, action, dlq_arn), f"no {action} on the DLQ")
-    check(not allows(wp, "sqs:SendMessage", queue_arn), "cannot send jobs")
+    check(allows(wp, "sqs:SendMessage", queue_arn), "sqs:SendMessage on its queue (the delayed steps of a traffic shift)")
+    check(not allows(wp, "sqs:SendMessage", dlq_arn), "no sqs:SendMessage on the DLQ")
+    check(not allows(wp, "sqs:SendMessage", f"arn:aws:sqs:{REGION}:{account}:other"), "no sqs:SendMessage on other queues")
+    bus_arn, topic_arn = out.get("events_bus_arn"), out.get("events_topic_arn")
+    if bus_arn:
+        check(allows(wp, "events:PutEvents", bus_arn), f"events:PutEvents on {bus_arn}")
+        check(not allows(wp, "events:PutEvents", f"arn:aws:events:{REGION}:{account}:event-bus/other"),
+              "no PutEvents on another bus")
+        if not bus_arn.endswith("/default"):
+            check(not allows(wp, "events:PutEvents", f"arn:aws:events:{REGION}:{account}:event-bus/default"),
+                  "no PutEvents on the default bus")
+        pe = conditions_of(wp, "events:PutEvents", bus_arn)
+        check(bool(pe) and all(c.get("StringEquals", {}).get("events:source") == "auto-lambda" for c in pe),
+              f"PutEvents only with source auto-lambda: {pe}")
+    else:
+        check(not any(a.startswith("events:") for st in wp["Statement"] for a in listify(st["Action"])),
+              "no EventBridge rights without a bus")
+    if topic_arn:
+        check(allows(wp, "sns:Publish", topic_arn), f"sns:Publish on {topic_arn}")
+        check(not allows(wp, "sns:Publish", f"arn:aws:sns:{REGION}:{account}:other"), "no Publish to another topic")
+    else:
+        check(not any(a.startswith("sns:") for st in wp["Statement"] for a in listify(st["Action"])),
+              "no SNS rights without a topic")
     pmd = statement_for(wp, "cloudwatch:PutMetricData")
     check(bool(pmd) and pmd[0].get("Condition", {}).get("StringEquals", {}).get("cloudwatch:namespace") == ns,
           f"PutMetricData only in namespace {ns}")
@@ -258,6 +309,10 @@ def verify_stack(a, out):
             check(env.get("AUTO_LAMBDA_CACHE_PREFIX") == "cache/", "worker.env: AUTO_LAMBDA_CACHE_PREFIX (the prefix IAM grants)")
             check(env.get("AUTO_LAMBDA_ARTIFACT_PREFIX") == "artifacts/", "worker.env: AUTO_LAMBDA_ARTIFACT_PREFIX (the prefix IAM grants)")
             check(int(env.get("AUTO_LAMBDA_CACHE_MAX_BYTES", "0")) > 0, "worker.env: a bounded local cache")
+            check(env.get("AUTO_LAMBDA_EVENTS_BUS") == out.get("events_bus_name"),
+                  f"worker.env: AUTO_LAMBDA_EVENTS_BUS is the stack's bus ({env.get('AUTO_LAMBDA_EVENTS_BUS')})")
+            check(env.get("AUTO_LAMBDA_EVENTS_TOPIC") == out.get("events_topic_arn"),
+                  f"worker.env: AUTO_LAMBDA_EVENTS_TOPIC is the stack's topic ({env.get('AUTO_LAMBDA_EVENTS_TOPIC')})")
             grace = int(env.get("AUTO_LAMBDA_SHUTDOWN_GRACE_SECS", "0"))
             dropin = written(cfg, "/etc/systemd/system/auto-lambda-worker.service.d/50-stack.conf")
             stop = [int(l.split("=", 1)[1]) for l in dropin.splitlines() if l.startswith("TimeoutStopSec=")]
@@ -309,6 +364,25 @@ def verify_stack(a, out):
     step = [p for p in policies if p["PolicyType"] == "StepScaling"]
     check(len(step) == 1, "a step policy adds the first worker")
 
+    print("deployment events")
+    if out.get("events_bus_name"):
+        try:
+            bus = events.describe_event_bus(Name=out["events_bus_name"])
+            check(bus.get("Arn") == out["events_bus_arn"], f"the bus {out['events_bus_name']} exists ({bus.get('Arn')})")
+        except events.exceptions.ResourceNotFoundException:
+            check(False, f"the bus {out['events_bus_name']} exists")
+    else:
+        print("  skip bus (events_bus_enabled = false)")
+    if out.get("events_topic_arn"):
+        try:
+            tattrs = sns.get_topic_attributes(TopicArn=out["events_topic_arn"])["Attributes"]
+            check(tattrs.get("TopicArn") == out["events_topic_arn"], f"the topic {out['events_topic_arn']} exists")
+            check(bool(tattrs.get("KmsMasterKeyId")), f"the topic is encrypted ({tattrs.get('KmsMasterKeyId')})")
+        except sns.exceptions.NotFoundException:
+            check(False, f"the topic {out['events_topic_arn']} exists")
+    else:
+        print("  skip topic (events_topic_enabled = false)")
+
     print("alarms")
     alarms = {a_["AlarmName"]: a_ for a_ in cw.describe_alarms()["MetricAlarms"]}
     for name in out["alarm_names"]:
@@ -317,6 +391,19 @@ def verify_stack(a, out):
                   and {"Name": "QueueName", "Value": dlq_name} in x.get("Dimensions", [])]
     check(len(dlq_alarms) == 1 and dlq_alarms[0]["Threshold"] == 0, "DLQ not empty alarm")
     check(any(x.get("MetricName") == "ApproximateAgeOfOldestMessage" for x in alarms.values()), "oldest message age alarm")
+    check(any(x.get("MetricName") == "Jobs" and {"Name": "Outcome", "Value": "rolled-back"} in x.get("Dimensions", [])
+              for x in alarms.values()), "rolled-back deploys alarm")
+    if out.get("canary_alarm_name"):
+        canary = alarms.get(out["canary_alarm_name"], {})
+        dims = {d["Name"]: d["Value"] for d in canary.get("Dimensions", [])}
+        fn_name = dims.get("FunctionName", "")
+        check((canary.get("Namespace"), canary.get("MetricName"), canary.get("Period")) == ("AWS/Lambda", "Errors", 60),
+              f"canary alarm {out['canary_alarm_name']}: AWS/Lambda Errors per 60 s")
+        check(fn_name.startswith(prefix) and dims.get("Resource", "").startswith(f"{fn_name}:"),
+              f"canary alarm on a prefixed function's alias ({dims})")
+        check(allows(wp, "cloudwatch:DescribeAlarms", canary.get("AlarmArn", "")), "the worker may read the canary alarm")
+    else:
+        print("  skip canary alarm (canary_alarm_function = null)")
     check(any(x.get("MetricName") == "Jobs" and {"Name": "Outcome", "Value": "failed"} in x.get("Dimensions", [])
               for x in alarms.values()), "failed deploys alarm")
     wake = [x for x in alarms.values() if step and step[0]["PolicyARN"] in x.get("AlarmActions", [])]

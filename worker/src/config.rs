@@ -396,6 +396,17 @@ pub struct Config {
     )]
     pub metrics_namespace: String,
 
+    /// EventBridge bus (name or ARN) that receives a deployment event for every outcome and
+    /// every step of a gradual deploy: source `auto-lambda`, detail-type `auto-lambda
+    /// Deployment State Change`, the status report as the detail. Off when unset.
+    #[arg(help_heading = "Deployment events", long, env = "AUTO_LAMBDA_EVENTS_BUS")]
+    pub events_bus: Option<String>,
+
+    /// SNS topic ARN that receives the same events, the report as JSON in the message, with
+    /// message attributes `event` and `function` for subscription filters. Off when unset.
+    #[arg(help_heading = "Deployment events", long, env = "AUTO_LAMBDA_EVENTS_TOPIC")]
+    pub events_topic: Option<String>,
+
     /// Log format: text for people, json for CloudWatch Logs.
     #[arg(
         help_heading = "Operations",
@@ -460,6 +471,20 @@ impl Config {
                     "`{}` must be non-empty and outside the source prefix `{}`",
                     self.status_prefix, self.source_prefix
                 ),
+            ));
+        }
+        if let Some(topic) = &self.events_topic {
+            if !topic.starts_with("arn:") || !topic.contains(":sns:") {
+                return Err(ConfigError::new(
+                    "--events-topic / AUTO_LAMBDA_EVENTS_TOPIC",
+                    format!("`{topic}` is not an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)"),
+                ));
+            }
+        }
+        if self.events_bus.as_deref().is_some_and(|b| b.trim().is_empty()) {
+            return Err(ConfigError::new(
+                "--events-bus / AUTO_LAMBDA_EVENTS_BUS",
+                "must name an EventBridge bus (its name or ARN), or be unset",
             ));
         }
         if self.concurrency == Some(0) {

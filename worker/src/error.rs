@@ -147,11 +147,11 @@ impl JobError {
         }
     }
 
-    /// The dependency build's output tail, when the failure came from a build.
-    pub fn build_log_tail(&self) -> Option<&str> {
+    /// The output of the build (or of the load check) that failed, when there is one.
+    pub fn build_log(&self) -> Option<&str> {
         match self {
-            JobError::Build(e) => e.log_tail(),
-            JobError::Verify(e) => e.log_tail(),
+            JobError::Build(e) => e.log(),
+            JobError::Verify(e) => e.log(),
             _ => None,
         }
     }

@@ -40,6 +40,8 @@ pub struct Context {
     pub verifier: Arc<crate::verify::Verifier>,
     /// Set when this instance manages its own scale-in protection.
     pub protection: Option<Arc<crate::protection::Protection>>,
+    /// Where deployment events go.
+    pub notifier: crate::notify::Notifier,
 }
 
 /// What to do with a message once its job is over.
@@ -129,6 +131,7 @@ struct Done {
     dependencies_from: Option<&'static str>,
     installer: Option<&'static str>,
     built_on: Option<&'static str>,
+    /// The dependency build's whole output, when a build ran now.
     build_log: Option<String>,
     checks: crate::verify::Checks,
 }
@@ -169,6 +172,35 @@ async fn write_report(ctx: &Context, report: &StatusReport) -> Result<String, St
     }
 }
 
+/// How much of the build log the report itself carries (its end).
+const REPORT_LOG_TAIL_BYTES: usize = 16 * 1024;
+
+/// Stores the whole build log beside the report, within [`REPORT_DEADLINE`]; returns its S3
+/// URI. A failure is logged and leaves the report without the link: the report (with the
+/// log's tail) is what the job must write, the full log is a convenience.
+async fn store_build_log(ctx: &Context, source: &Source, log: &str) -> Option<String> {
+    let within = ctx.config.job_timeout().min(REPORT_DEADLINE);
+    match tokio::time::timeout(
+        within,
+        report::write_log(&ctx.s3, &ctx.config.status_prefix, source, log),
+    )
+    .await
+    {
+        Ok(Ok(uri)) => Some(uri),
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "Cannot store the full build log; the report keeps its tail.");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(
+                after_ms = within.as_millis() as u64,
+                "Storing the full build log did not finish in time; the report keeps its tail."
+            );
+            None
+        }
+    }
+}
+
 /// A report of `object` that says nothing yet: failed, no details.
 fn blank_report(object: &ObjectCreated, message: &Received) -> StatusReport {
     StatusReport {
@@ -185,6 +217,7 @@ fn blank_report(object: &ObjectCreated, message: &Received) -> StatusReport {
         error_class: None,
         will_retry: false,
         build_log_tail: None,
+        build_log: None,
         dependencies: None,
         dependencies_from: None,
         installer: None,
@@ -234,6 +267,7 @@ async fn work_object(ctx: &Context, message: &Received, object: &ObjectCreated) 
     };
     let mut report = blank_report(object, message);
     let mut disposition = Disposition::Delete;
+    let mut build_log = None;
     match result {
         Ok(done) => {
             report.outcome = done.outcome;
@@ -248,7 +282,7 @@ async fn work_object(ctx: &Context, message: &Received, object: &ObjectCreated) 
             report.dependencies_from = done.dependencies_from;
             report.installer = done.installer;
             report.built_on = done.built_on;
-            report.build_log_tail = done.build_log;
+            build_log = done.build_log;
             report.checks = done.checks;
             tracing::info!(function = %done.spec.name, outcome = done.outcome.as_str(), version = ?report.version, code_sha256 = %done.package.code_sha256, "Job done.");
         }
@@ -262,7 +296,7 @@ async fn work_object(ctx: &Context, message: &Received, object: &ObjectCreated) 
         Err(err) => {
             let class = err.class();
             report.error = Some(err.to_string());
-            report.build_log_tail = err.build_log_tail().map(str::to_owned);
+            build_log = err.build_log().map(str::to_owned);
             report.error_class = Some(match class {
                 Class::Permanent => "permanent",
                 Class::Transient => "transient",
@@ -277,6 +311,10 @@ async fn work_object(ctx: &Context, message: &Received, object: &ObjectCreated) 
             }
         }
     }
+    if let Some(log) = build_log.filter(|l| !l.is_empty()) {
+        report.build_log_tail = Some(crate::deps::tail(&log, REPORT_LOG_TAIL_BYTES));
+        report.build_log = store_build_log(ctx, &report.source, &log).await;
+    }
     report.timings_ms = timings.done;
     report.dropped_files = dropped;
     report.finished_at = report::now_rfc3339();
@@ -287,7 +325,13 @@ async fn work_object(ctx: &Context, message: &Received, object: &ObjectCreated) 
     };
     crate::metrics::record_outcome(outcome_label);
     match write_report(ctx, &report).await {
-        Ok(key) => tracing::debug!(%key, "Status report written."),
+        Ok(key) => {
+            tracing::debug!(%key, "Status report written.");
+            if !report.will_retry {
+                let json = serde_json::to_value(&report).expect("a report always serialises");
+                ctx.notifier.publish(report.outcome.as_str(), &json).await;
+            }
+        }
         Err(err) => {
             // The outcome is not on record: keep the message so the job runs again.
             tracing::warn!(error = %err, "Cannot write the status report; the message will be retried.");
@@ -377,7 +421,7 @@ async fn run_stages(
         done.dependencies_from = Some(deps.from);
         done.installer = Some(deps.installer);
         done.built_on = deps.built_on;
-        done.build_log = Some(deps.log_tail).filter(|l| !l.is_empty());
+        done.build_log = Some(deps.log).filter(|l| !l.is_empty());
     }
     Ok(done)
 }

@@ -7,7 +7,7 @@
 //! Where things happen: [`event`] parses notifications, [`queue`] talks to SQS, [`artifact`]
 //! fetches and unpacks uploads, [`manifest`] reads `lambda.toml`, [`deps`] builds native
 //! dependencies and caches them, [`package`] writes the deployment zip, [`verify`] checks the
-//! package will start, [`deploy`] talks to Lambda, [`report`] writes status reports. Around
+//! package will start, [`deploy`] talks to Lambda, [`report`] writes status reports, [`notify`] sends deployment events. Around
 //! them: [`sandbox`] runs locked-down containers for `deps` and `verify`, [`coalesce`] deploys
 //! only the newest upload in hand per function, [`protection`] guards busy instances from
 //! scale-in, [`lifecycle`] keeps a warm pool's instances from taking work until they are
@@ -26,6 +26,7 @@ pub mod job;
 pub mod lifecycle;
 pub mod manifest;
 pub mod metrics;
+pub mod notify;
 pub mod package;
 pub mod protection;
 pub mod queue;
@@ -65,6 +66,8 @@ pub struct Clients {
     pub lambda: aws_sdk_lambda::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub autoscaling: aws_sdk_autoscaling::Client,
+    pub eventbridge: aws_sdk_eventbridge::Client,
+    pub sns: aws_sdk_sns::Client,
 }
 
 impl Clients {
@@ -79,6 +82,8 @@ impl Clients {
             ),
             cloudwatch: aws_sdk_cloudwatch::Client::new(sdk),
             autoscaling: aws_sdk_autoscaling::Client::new(sdk),
+            eventbridge: aws_sdk_eventbridge::Client::new(sdk),
+            sns: aws_sdk_sns::Client::new(sdk),
         }
     }
 }
@@ -268,6 +273,12 @@ pub async fn run(config: Config, clients: Clients, shutdown: CancellationToken) 
         builder: Arc::new(builder),
         verifier: Arc::new(verifier),
         protection,
+        notifier: notify::Notifier::new(
+            clients.eventbridge.clone(),
+            config.events_bus.clone(),
+            clients.sns.clone(),
+            config.events_topic.clone(),
+        ),
     };
     let concurrency = config.concurrency();
     let permits = Arc::new(Semaphore::new(concurrency));

@@ -45,6 +45,136 @@ pub struct Manifest {
     pub layers: Vec<String>,
     pub publish: Option<bool>,
     pub alias: Option<String>,
+    /// `[url]`: a function URL on the alias.
+    pub url: Option<UrlTable>,
+    /// `[deploy]`: how traffic moves to a new version.
+    pub deploy: Option<DeployTable>,
+}
+
+/// `[url]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UrlTable {
+    pub auth: Option<String>,
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
+    #[serde(default)]
+    pub cors_methods: Vec<String>,
+    #[serde(default)]
+    pub cors_headers: Vec<String>,
+    #[serde(default)]
+    pub cors_expose_headers: Vec<String>,
+    pub cors_max_age: Option<i64>,
+    pub cors_allow_credentials: Option<bool>,
+}
+
+/// `[deploy]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployTable {
+    pub strategy: Option<String>,
+    pub percent: Option<i64>,
+    pub interval_secs: Option<i64>,
+    #[serde(default)]
+    pub alarms: Vec<String>,
+    pub block_on_alarm: Option<bool>,
+}
+
+/// Who may call a function URL (Lambda's `FunctionUrlAuthType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UrlAuth {
+    /// Anyone: the worker adds the resource-based permission public invoke needs.
+    None,
+    /// Callers signing with SigV4 whose IAM policy allows `lambda:InvokeFunctionUrl`.
+    AwsIam,
+}
+
+impl UrlAuth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UrlAuth::None => "NONE",
+            UrlAuth::AwsIam => "AWS_IAM",
+        }
+    }
+}
+
+/// A function URL on the alias, with its CORS settings (empty lists: no CORS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlSpec {
+    pub auth: UrlAuth,
+    pub cors_origins: Vec<String>,
+    pub cors_methods: Vec<String>,
+    pub cors_headers: Vec<String>,
+    pub cors_expose_headers: Vec<String>,
+    /// Seconds a browser may cache a preflight answer, 0..=86400.
+    pub cors_max_age: Option<i32>,
+    pub cors_allow_credentials: Option<bool>,
+}
+
+/// How traffic moves from the alias's version to a new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// The alias moves in one step (the default).
+    AllAtOnce,
+    /// `percent` of traffic for one interval, then all.
+    Canary,
+    /// `percent` more every interval.
+    Linear,
+}
+
+impl Strategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::AllAtOnce => "all-at-once",
+            Strategy::Canary => "canary",
+            Strategy::Linear => "linear",
+        }
+    }
+}
+
+/// `[deploy]` checked, with defaults: 10 % every 300 s, like CodeDeploy's
+/// `LambdaCanary10Percent5Minutes` and `LambdaLinear10PercentEvery1Minute` shapes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeploySpec {
+    pub strategy: Strategy,
+    /// Canary: the first step; linear: each step. 1..=99.
+    pub percent: u8,
+    /// Seconds between steps, 1..=86400.
+    pub interval_secs: u32,
+    /// CloudWatch alarm names; any in ALARM during the shift rolls it back.
+    pub alarms: Vec<String>,
+    /// Whether an alarm already in ALARM when the shift would start stops it (default: no;
+    /// such an alarm is ignored until it leaves ALARM, so a broken alarm cannot block a fix).
+    pub block_on_alarm: bool,
+}
+
+impl Default for DeploySpec {
+    fn default() -> Self {
+        Self {
+            strategy: Strategy::AllAtOnce,
+            percent: 10,
+            interval_secs: 300,
+            alarms: Vec::new(),
+            block_on_alarm: false,
+        }
+    }
+}
+
+impl DeploySpec {
+    /// The percent of traffic on the new version after each step, ending at 100: canary 10
+    /// → `[10, 100]`, linear 30 → `[30, 60, 90, 100]`, all-at-once → `[100]`.
+    pub fn schedule(&self) -> Vec<u8> {
+        let p = self.percent.clamp(1, 99);
+        match self.strategy {
+            Strategy::AllAtOnce => vec![100],
+            Strategy::Canary => vec![p, 100],
+            Strategy::Linear => (1..)
+                .map(|k: u32| (u32::from(p) * k).min(100) as u8)
+                .take_while(|&v| v < 100)
+                .chain([100])
+                .collect(),
+        }
+    }
 }
 
 /// CPU architecture of the function.
@@ -85,6 +215,8 @@ pub struct FunctionSpec {
     pub layers: Vec<String>,
     pub publish: bool,
     pub alias: Option<String>,
+    pub url: Option<UrlSpec>,
+    pub deploy: DeploySpec,
 }
 
 /// Why a manifest cannot be used. Always permanent: the upload must change.
@@ -218,6 +350,23 @@ pub fn resolve(
             "needs `publish = true`: an alias points at a published version",
         ));
     }
+    let url = manifest.url.map(resolve_url).transpose()?;
+    if url.is_some() && manifest.alias.is_none() {
+        return Err(invalid(
+            "url",
+            "needs `alias`: the URL sits on the alias, so that it always reaches the version traffic is on",
+        ));
+    }
+    let deploy = manifest.deploy.map(resolve_deploy).transpose()?.unwrap_or_default();
+    if deploy.strategy != Strategy::AllAtOnce && manifest.alias.is_none() {
+        return Err(invalid(
+            "deploy",
+            format!(
+                "strategy `{}` needs `alias`: traffic shifts between versions on an alias",
+                deploy.strategy.as_str()
+            ),
+        ));
+    }
     Ok(FunctionSpec {
         name,
         runtime,
@@ -230,6 +379,96 @@ pub fn resolve(
         layers: manifest.layers,
         publish,
         alias: manifest.alias,
+        url,
+        deploy,
+    })
+}
+
+/// CORS limits from Lambda's API reference (`Cors`): at most 100 origins, 6 methods, 100
+/// headers; MaxAge 0..=86400.
+fn resolve_url(t: UrlTable) -> Result<UrlSpec, ManifestError> {
+    let auth = match t.auth.as_deref() {
+        Some("NONE") => UrlAuth::None,
+        Some("AWS_IAM") | None => UrlAuth::AwsIam,
+        Some(other) => return Err(invalid("url.auth", format!("`{other}` must be `NONE` or `AWS_IAM`"))),
+    };
+    for origin in &t.cors_origins {
+        let ok = origin == "*" || origin.starts_with("https://") || origin.starts_with("http://");
+        if !ok || origin.len() > 253 {
+            return Err(invalid(
+                "url.cors_origins",
+                format!("`{origin}` must be `*` or an origin such as `https://example.com`"),
+            ));
+        }
+    }
+    const METHODS: &[&str] = &["GET", "PUT", "HEAD", "POST", "PATCH", "DELETE", "*"];
+    for method in &t.cors_methods {
+        if !METHODS.contains(&method.as_str()) {
+            return Err(invalid(
+                "url.cors_methods",
+                format!("`{method}` must be one of {}", METHODS.join(", ")),
+            ));
+        }
+    }
+    if t.cors_origins.len() > 100 || t.cors_headers.len() > 100 || t.cors_expose_headers.len() > 100 {
+        return Err(invalid("url", "CORS lists hold at most 100 entries"));
+    }
+    let cors_max_age = t
+        .cors_max_age
+        .map(|v| in_range("url.cors_max_age", v, 0, 86_400))
+        .transpose()?;
+    Ok(UrlSpec {
+        auth,
+        cors_origins: t.cors_origins,
+        cors_methods: t.cors_methods,
+        cors_headers: t.cors_headers,
+        cors_expose_headers: t.cors_expose_headers,
+        cors_max_age,
+        cors_allow_credentials: t.cors_allow_credentials,
+    })
+}
+
+fn resolve_deploy(t: DeployTable) -> Result<DeploySpec, ManifestError> {
+    let defaults = DeploySpec::default();
+    let strategy = match t.strategy.as_deref() {
+        None | Some("all-at-once") => Strategy::AllAtOnce,
+        Some("canary") => Strategy::Canary,
+        Some("linear") => Strategy::Linear,
+        Some(other) => {
+            return Err(invalid(
+                "deploy.strategy",
+                format!("`{other}` must be `all-at-once`, `canary` or `linear`"),
+            ))
+        }
+    };
+    let percent = in_range(
+        "deploy.percent",
+        t.percent.unwrap_or(i64::from(defaults.percent)),
+        1,
+        99,
+    )? as u8;
+    let interval_secs = in_range(
+        "deploy.interval_secs",
+        t.interval_secs.unwrap_or(i64::from(defaults.interval_secs)),
+        1,
+        86_400,
+    )? as u32;
+    // DescribeAlarms takes at most 100 names (API reference, DescribeAlarms: AlarmNames).
+    if t.alarms.len() > 100 {
+        return Err(invalid("deploy.alarms", "lists more than 100 alarms"));
+    }
+    if let Some(bad) = t.alarms.iter().find(|a| a.trim().is_empty() || a.len() > 255) {
+        return Err(invalid(
+            "deploy.alarms",
+            format!("`{bad}` is not an alarm name (1 to 255 characters)"),
+        ));
+    }
+    Ok(DeploySpec {
+        strategy,
+        percent,
+        interval_secs,
+        alarms: t.alarms,
+        block_on_alarm: t.block_on_alarm.unwrap_or(false),
     })
 }
 
@@ -410,6 +649,80 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("zip the folder's contents"), "{err}");
+    }
+
+    #[test]
+    fn url_and_deploy_tables() {
+        let dir = app(&["app.py"]);
+        let m = parse(
+            r#"
+            alias = "live"
+            [url]
+            auth = "NONE"
+            cors_origins = ["https://example.com"]
+            cors_methods = ["GET", "POST"]
+            [deploy]
+            strategy = "linear"
+            percent = 30
+            interval_secs = 2
+            alarms = ["orders-errors"]
+            "#,
+        )
+        .unwrap();
+        let spec = resolve(m, dir.path(), "f", "", &Defaults::default()).unwrap();
+        let url = spec.url.unwrap();
+        assert_eq!(url.auth, UrlAuth::None);
+        assert_eq!(url.cors_origins, ["https://example.com"]);
+        assert_eq!(spec.deploy.strategy, Strategy::Linear);
+        assert_eq!(spec.deploy.schedule(), [30, 60, 90, 100]);
+        assert_eq!(spec.deploy.alarms, ["orders-errors"]);
+
+        let canary = DeploySpec {
+            strategy: Strategy::Canary,
+            ..DeploySpec::default()
+        };
+        assert_eq!(canary.schedule(), [10, 100]);
+        assert_eq!(
+            (canary.interval_secs, canary.percent),
+            (300, 10),
+            "the documented defaults"
+        );
+        assert_eq!(DeploySpec::default().schedule(), [100]);
+        let ten = DeploySpec {
+            strategy: Strategy::Linear,
+            ..DeploySpec::default()
+        };
+        assert_eq!(ten.schedule().len(), 10, "10 % steps end at 100 without a repeat");
+    }
+
+    #[test]
+    fn url_and_shift_need_an_alias_and_valid_values() {
+        let dir = app(&["app.py"]);
+        for (toml, names) in [
+            ("[url]\nauth = \"NONE\"", "url"),
+            ("[deploy]\nstrategy = \"canary\"", "alias"),
+            ("alias = \"live\"\n[url]\nauth = \"PUBLIC\"", "url.auth"),
+            (
+                "alias = \"live\"\n[url]\ncors_origins = [\"example.com\"]",
+                "url.cors_origins",
+            ),
+            (
+                "alias = \"live\"\n[deploy]\nstrategy = \"blue-green\"",
+                "deploy.strategy",
+            ),
+            (
+                "alias = \"live\"\n[deploy]\nstrategy = \"canary\"\npercent = 100",
+                "deploy.percent",
+            ),
+            ("alias = \"live\"\n[deploy]\ninterval_secs = 0", "deploy.interval_secs"),
+        ] {
+            let err = resolve(parse(toml).unwrap(), dir.path(), "f", "", &Defaults::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(names), "{toml}: {err}");
+        }
+        let err = parse("[deploy]\nstratgy = \"canary\"").unwrap_err().to_string();
+        assert!(err.contains("stratgy"), "{err}");
     }
 
     #[test]

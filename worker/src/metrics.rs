@@ -1,7 +1,10 @@
 //! The worker's own counters, served as Prometheus text on `/metrics`:
 //!
 //! * `auto_lambda_jobs_total{outcome}`: deployed, unchanged, stale-skipped, failed, retrying,
-//!   not-an-event;
+//!   not-an-event, shifting (a gradual deploy started), rolled-back;
+//! * `auto_lambda_shifts_total{event}`: steps of gradual deploys: started, stepped, promoted,
+//!   rolled-back, superseded;
+//! * `auto_lambda_event_publish_errors_total`: deployment events that could not be sent;
 //! * `auto_lambda_stage_duration_seconds{stage}`: download, unpack, build, package, deploy;
 //! * `auto_lambda_jobs_in_flight`;
 //! * `auto_lambda_receive_errors_total`;
@@ -10,8 +13,9 @@
 //!
 //! The fleet's view of the same figures goes to CloudWatch (namespace `AutoLambda` by
 //! default), summed over a minute and published in one PutMetricData call: `Jobs` (Count,
-//! dimensions `QueueName`, `Outcome`) and `StageDuration` (Milliseconds as statistic sets,
-//! dimensions `QueueName`, `Stage`). The dashboard and the failed-deploys alarm in `infra/`
+//! dimensions `QueueName`, `Outcome`), `StageDuration` (Milliseconds as statistic sets,
+//! dimensions `QueueName`, `Stage`), `Shifts` (Count, dimensions `QueueName`, `Event`) and
+//! `EventPublishErrors` (Count, dimension `QueueName`). The dashboard and the failed-deploys alarm in `infra/`
 //! read them.
 //!
 //! One registry per process, so the recording functions can be called from anywhere.
@@ -37,6 +41,11 @@ struct OutcomeLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabel {
+    event: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StageLabel {
     stage: String,
 }
@@ -48,6 +57,8 @@ struct Metrics {
     in_flight: Gauge,
     receive_errors: Counter,
     panics: Counter,
+    shifts: Family<EventLabel, Counter>,
+    event_errors: Counter,
     pending: Mutex<Pending>,
 }
 
@@ -57,6 +68,8 @@ struct Pending {
     outcomes: BTreeMap<String, u64>,
     /// Per stage: count, sum, min, max in milliseconds.
     stages: BTreeMap<String, (f64, f64, f64, f64)>,
+    shifts: BTreeMap<String, u64>,
+    event_errors: u64,
 }
 
 fn metrics() -> &'static Metrics {
@@ -72,11 +85,19 @@ fn metrics() -> &'static Metrics {
         let in_flight = Gauge::default();
         let receive_errors = Counter::default();
         let panics = Counter::default();
+        let shifts = Family::<EventLabel, Counter>::default();
+        let event_errors = Counter::default();
         registry.register("jobs", "Uploads worked, by outcome", jobs.clone());
         registry.register("stage_duration_seconds", "Time per job stage", stages.clone());
         registry.register("jobs_in_flight", "Jobs being worked now", in_flight.clone());
         registry.register("receive_errors", "Failed SQS receives", receive_errors.clone());
         registry.register("job_panics", "Jobs that panicked (bugs)", panics.clone());
+        registry.register("shifts", "Steps of gradual deploys, by event", shifts.clone());
+        registry.register(
+            "event_publish_errors",
+            "Deployment events that could not be sent",
+            event_errors.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             jobs,
@@ -84,6 +105,8 @@ fn metrics() -> &'static Metrics {
             in_flight,
             receive_errors,
             panics,
+            shifts,
+            event_errors,
             pending: Mutex::default(),
         }
     })
@@ -102,6 +125,30 @@ pub fn record_outcome(outcome: &str) {
         .outcomes
         .entry(outcome.to_owned())
         .or_default() += 1;
+}
+
+/// Counts one step of a gradual deploy: `started`, `stepped`, `promoted`, `rolled-back` or
+/// `superseded`.
+pub fn record_shift(event: &str) {
+    let m = metrics();
+    m.shifts
+        .get_or_create(&EventLabel {
+            event: event.to_owned(),
+        })
+        .inc();
+    *m.pending
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .shifts
+        .entry(event.to_owned())
+        .or_default() += 1;
+}
+
+/// Counts a deployment event that could not be sent.
+pub fn record_event_publish_error() {
+    let m = metrics();
+    m.event_errors.inc();
+    m.pending.lock().unwrap_or_else(PoisonError::into_inner).event_errors += 1;
 }
 
 pub fn record_panic() {
@@ -168,6 +215,27 @@ fn take_pending(queue_name: &str) -> Vec<MetricDatum> {
                 .dimensions(dim("QueueName", queue_name))
                 .dimensions(dim("Outcome", &outcome))
                 .value(count as f64)
+                .unit(StandardUnit::Count)
+                .build(),
+        );
+    }
+    for (event, count) in pending.shifts {
+        data.push(
+            MetricDatum::builder()
+                .metric_name("Shifts")
+                .dimensions(dim("QueueName", queue_name))
+                .dimensions(dim("Event", &event))
+                .value(count as f64)
+                .unit(StandardUnit::Count)
+                .build(),
+        );
+    }
+    if pending.event_errors > 0 {
+        data.push(
+            MetricDatum::builder()
+                .metric_name("EventPublishErrors")
+                .dimensions(dim("QueueName", queue_name))
+                .value(pending.event_errors as f64)
                 .unit(StandardUnit::Count)
                 .build(),
         );

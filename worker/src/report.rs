@@ -83,8 +83,13 @@ pub struct StatusReport {
     /// `permanent` (fix the upload) or `transient` (the worker retries).
     pub error_class: Option<&'static str>,
     pub will_retry: bool,
-    /// Last lines of the dependency build's output, when a build ran.
+    /// Last 16 KiB of the dependency build's output (or of a failed load check's), when
+    /// one ran.
     pub build_log_tail: Option<String>,
+    /// The whole of that output, as an S3 URI: `s3://<bucket>/<status-prefix><key>/<id>.log`
+    /// (see [`log_key_for`]). Absent when nothing was built, or when storing it failed (the
+    /// worker's log says why; the tail is still here).
+    pub build_log: Option<String>,
     /// Where the native dependencies came from: `built`, `cache-local`, `cache-shared`.
     pub dependencies: Option<&'static str>,
     /// Which file the dependencies came from: `requirements.txt`, `uv.lock`, `poetry.lock`,
@@ -108,12 +113,21 @@ pub struct StatusReport {
 
 /// Where the report for `source` goes.
 pub fn key_for(status_prefix: &str, source: &Source) -> String {
+    format!("{}.json", stem_for(status_prefix, source))
+}
+
+/// Where the full build log for `source` goes: beside its report, ending `.log`.
+pub fn log_key_for(status_prefix: &str, source: &Source) -> String {
+    format!("{}.log", stem_for(status_prefix, source))
+}
+
+fn stem_for(status_prefix: &str, source: &Source) -> String {
     let id = source
         .version_id
         .as_deref()
         .or(source.etag.as_deref())
         .unwrap_or("unversioned");
-    format!("{status_prefix}{}/{id}.json", source.key)
+    format!("{status_prefix}{}/{id}", source.key)
 }
 
 /// Writing a status report failed; the SDK's error is kept, with its whole cause chain.
@@ -133,19 +147,50 @@ pub struct WriteError {
 pub async fn write(s3: &aws_sdk_s3::Client, status_prefix: &str, report: &StatusReport) -> Result<String, WriteError> {
     let key = key_for(status_prefix, &report.source);
     let body = serde_json::to_vec_pretty(report).expect("a report always serialises");
+    put(s3, &report.source.bucket, &key, "application/json", body).await?;
+    Ok(key)
+}
+
+/// Stores the whole build log of `source` beside its report (`text/plain; charset=utf-8`);
+/// returns its S3 URI, for [`StatusReport::build_log`].
+pub async fn write_log(
+    s3: &aws_sdk_s3::Client,
+    status_prefix: &str,
+    source: &Source,
+    log: &str,
+) -> Result<String, WriteError> {
+    let key = log_key_for(status_prefix, source);
+    put(
+        s3,
+        &source.bucket,
+        &key,
+        "text/plain; charset=utf-8",
+        log.as_bytes().to_vec(),
+    )
+    .await?;
+    Ok(format!("s3://{}/{key}", source.bucket))
+}
+
+async fn put(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> Result<(), WriteError> {
     s3.put_object()
-        .bucket(&report.source.bucket)
-        .key(&key)
-        .content_type("application/json")
+        .bucket(bucket)
+        .key(key)
+        .content_type(content_type)
         .body(ByteStream::from(body))
         .send()
         .await
         .map_err(|e| WriteError {
-            bucket: report.source.bucket.clone(),
-            key: key.clone(),
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
             source: Box::new(e),
         })?;
-    Ok(key)
+    Ok(())
 }
 
 /// Now, as RFC 3339 UTC with milliseconds.
@@ -170,6 +215,7 @@ mod tests {
         assert_eq!(key_for("status/", &s), "status/apps/a b.zip/e1.json");
         s.version_id = Some("v9".into());
         assert_eq!(key_for("status/", &s), "status/apps/a b.zip/v9.json");
+        assert_eq!(log_key_for("status/", &s), "status/apps/a b.zip/v9.log");
     }
 
     #[test]

@@ -35,8 +35,12 @@ pub const ROLE_LABEL: &str = "auto-lambda.role";
 /// it could read. Each check inside runs as a user of its own (see [`crate::verify`]).
 pub const UNPRIVILEGED: &str = "65534:65534";
 
-/// How many bytes of a container's output are kept for the status report.
+/// How many bytes of a check's output (an exec in a warm container) are kept.
 const LOG_TAIL_BYTES: usize = 16 * 1024;
+
+/// The most of a build container's output kept (its last bytes): the whole log of any real
+/// build, stored beside the status report; a build that prints more is cut at the front.
+pub const MAX_LOG_BYTES: usize = 8 * 1024 * 1024;
 
 /// Limits applied to every build container.
 #[derive(Debug, Clone)]
@@ -73,11 +77,11 @@ pub enum ContainerError {
     #[error("the build container failed to run: {0}")]
     Run(#[source] bollard::errors::Error),
     #[error("the build exited with status {code}")]
-    Failed { code: i64, log_tail: String },
+    Failed { code: i64, log: String },
     #[error("the build ran out of memory (the container's limit is {limit_mib} MiB): make the build lighter, or raise --build-memory-mb")]
-    OutOfMemory { limit_mib: i64, log_tail: String },
+    OutOfMemory { limit_mib: i64, log: String },
     #[error("the build container was killed from outside (exit {code}; a Docker daemon restart, or an operator); the build will be retried")]
-    Killed { code: i64, log_tail: String },
+    Killed { code: i64, log: String },
     #[error("the build did not finish within {0:?} and was killed")]
     TimedOut(Duration, String),
     #[error("the check did not finish within {0:?}")]
@@ -85,13 +89,13 @@ pub enum ContainerError {
 }
 
 impl ContainerError {
-    /// The container's output tail, where there was one.
-    pub fn log_tail(&self) -> Option<&str> {
+    /// The container's whole output (at most [`MAX_LOG_BYTES`]), where there was one.
+    pub fn log(&self) -> Option<&str> {
         match self {
-            ContainerError::Failed { log_tail, .. }
-            | ContainerError::OutOfMemory { log_tail, .. }
-            | ContainerError::Killed { log_tail, .. }
-            | ContainerError::TimedOut(_, log_tail) => Some(log_tail),
+            ContainerError::Failed { log, .. }
+            | ContainerError::OutOfMemory { log, .. }
+            | ContainerError::Killed { log, .. }
+            | ContainerError::TimedOut(_, log) => Some(log),
             ContainerError::Engine(_)
             | ContainerError::Image { .. }
             | ContainerError::PullTimedOut { .. }
@@ -299,7 +303,7 @@ impl Sandbox {
                     .docker
                     .kill_container(id, Some(KillContainerOptions { signal: "KILL".into() }))
                     .await;
-                return Err(ContainerError::TimedOut(self.limits.timeout, self.log_tail(id).await));
+                return Err(ContainerError::TimedOut(self.limits.timeout, self.log(id).await));
             }
             Ok(Some(Ok(status))) => status.status_code,
             // bollard reports a non-zero exit as an error carrying the code.
@@ -311,9 +315,9 @@ impl Sandbox {
                 }))
             }
         };
-        let log_tail = self.log_tail(id).await;
+        let log = self.log(id).await;
         if code == 0 {
-            return Ok(log_tail);
+            return Ok(log);
         }
         // The kernel's OOM killer may have ended the build's process or one of its children
         // (pip then exits 1): the build's fault, said in words. Otherwise 137 and 143, SIGKILL
@@ -330,28 +334,33 @@ impl Sandbox {
         if oom_killed {
             return Err(ContainerError::OutOfMemory {
                 limit_mib: self.limits.memory_bytes >> 20,
-                log_tail,
+                log,
             });
         }
         if code == 137 || code == 143 {
-            return Err(ContainerError::Killed { code, log_tail });
+            return Err(ContainerError::Killed { code, log });
         }
-        Err(ContainerError::Failed { code, log_tail })
+        Err(ContainerError::Failed { code, log })
     }
 
-    async fn log_tail(&self, id: &str) -> String {
+    /// The container's whole output, stdout and stderr interleaved, at most its last
+    /// [`MAX_LOG_BYTES`].
+    async fn log(&self, id: &str) -> String {
         let options = LogsOptions {
             stdout: true,
             stderr: true,
-            tail: "200".into(),
+            tail: "all".into(),
             ..Default::default()
         };
         let mut logs = self.docker.logs(id, Some(options));
         let mut out = Vec::new();
         while let Some(Ok(chunk)) = logs.next().await {
             out.extend_from_slice(chunk.as_ref());
+            if out.len() > 2 * MAX_LOG_BYTES {
+                out.drain(..out.len() - MAX_LOG_BYTES);
+            }
         }
-        let start = out.len().saturating_sub(LOG_TAIL_BYTES);
+        let start = out.len().saturating_sub(MAX_LOG_BYTES);
         String::from_utf8_lossy(&out[start..]).into_owned()
     }
 

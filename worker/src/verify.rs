@@ -129,11 +129,11 @@ pub enum VerifyError {
 }
 
 impl VerifyError {
-    /// The load check's output tail (a traceback), where there is one.
-    pub fn log_tail(&self) -> Option<&str> {
+    /// The load check's output tail (a traceback), or the failed container's output.
+    pub fn log(&self) -> Option<&str> {
         match self {
             VerifyError::Handler { log_tail, .. } | VerifyError::TimedOut(_, log_tail) => Some(log_tail),
-            VerifyError::Container(e) => e.log_tail(),
+            VerifyError::Container(e) => e.log(),
             VerifyError::ForeignBinary { .. }
             | VerifyError::WrongMachine { .. }
             | VerifyError::Glibc { .. }

@@ -145,6 +145,31 @@ async fn broken_builds_are_permanent_failures_with_the_log() {
         r["build_log_tail"].as_str().unwrap().contains("error"),
         "the compiler's error is in the report: {r:#}"
     );
+    let log_uri = r["build_log"].as_str().expect("a link to the whole build log");
+    assert_eq!(
+        log_uri,
+        format!("s3://{}/status/apps/badc.zip/{id}.log", stack.bucket),
+        "stored beside the report"
+    );
+    let log = aws.read_s3_uri(log_uri).await;
+    assert!(log.ends_with(r["build_log_tail"].as_str().unwrap()), "{log}");
+
+    // A build that says more than the report keeps: the report has the last 16 KiB, the
+    // stored log all of it, from the first line to the last.
+    let chatty = "import sys\nfor i in range(4000):\n    print(f'LINE-{i:05d} ' + 'x' * 60, file=sys.stderr)\nraise SystemExit('giving up after LINE-03999')";
+    let id = aws
+        .upload(&stack, "apps/chatty.zip", zip_owned(&app_with_setup(chatty)))
+        .await;
+    let r = aws.wait_report(&stack, "apps/chatty.zip", &id, T).await;
+    assert_eq!(r["outcome"], "failed", "{r:#}");
+    let tail = r["build_log_tail"].as_str().unwrap();
+    assert!(tail.len() <= 16 * 1024 && tail.contains("LINE-03999"), "{tail}");
+    assert!(!tail.contains("LINE-00000"), "the report keeps only the tail");
+    let log = aws.read_s3_uri(r["build_log"].as_str().unwrap()).await;
+    assert!(log.len() > 4000 * 70, "{} bytes", log.len());
+    for line in ["LINE-00000", "LINE-02000", "LINE-03999"] {
+        assert!(log.contains(line), "{line} missing from the stored log");
+    }
 
     // Builds, but the handler's module does not import: verification catches it.
     let mut bad_import = dir_files(&repo_root().join("examples/python-native"));

@@ -15,10 +15,12 @@ provider "aws" {
     autoscaling = var.moto_endpoint
     cloudwatch  = var.moto_endpoint
     ec2         = var.moto_endpoint
+    events      = var.moto_endpoint
     iam         = var.moto_endpoint
     lambda      = var.moto_endpoint
     logs        = var.moto_endpoint
     s3          = var.moto_endpoint
+    sns         = var.moto_endpoint
     sqs         = var.moto_endpoint
     sts         = var.moto_endpoint
   }

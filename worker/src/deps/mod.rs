@@ -95,7 +95,9 @@ pub struct Deps {
     pub zip: PathBuf,
     /// `None` when built now; where the cache hit came from otherwise.
     pub hit: Option<Hit>,
-    pub log_tail: String,
+    /// The whole build output (at most [`crate::sandbox::MAX_LOG_BYTES`]); empty for a
+    /// cache hit.
+    pub log: String,
     /// Which file they came from: `requirements.txt`, `uv.lock`, `poetry.lock`,
     /// `pylock.toml`, `pyproject.toml (unlocked)`, `package-lock.json`.
     pub from: &'static str,
@@ -124,14 +126,10 @@ pub enum BuildError {
         platform: String,
         python: String,
         arch: &'static str,
-        log_tail: String,
+        log: String,
     },
     #[error("{tool} exited with status {code}")]
-    Install {
-        tool: &'static str,
-        code: i32,
-        log_tail: String,
-    },
+    Install { tool: &'static str, code: i32, log: String },
     #[error("{tool} did not finish within {limit:?} and was killed")]
     InstallTimedOut { tool: &'static str, limit: Duration },
     #[error("cannot run {program}: {source}")]
@@ -147,11 +145,12 @@ pub enum BuildError {
 }
 
 impl BuildError {
-    /// The build's output tail, for the status report.
-    pub fn log_tail(&self) -> Option<&str> {
+    /// The build's whole output, where there was one: stored beside the status report, whose
+    /// own field keeps the tail.
+    pub fn log(&self) -> Option<&str> {
         match self {
-            BuildError::Container(e) => e.log_tail(),
-            BuildError::Install { log_tail, .. } | BuildError::NoWheel { log_tail, .. } => Some(log_tail),
+            BuildError::Container(e) => e.log(),
+            BuildError::Install { log, .. } | BuildError::NoWheel { log, .. } => Some(log),
             BuildError::Source(_)
             | BuildError::Architecture { .. }
             | BuildError::NoLockFile
@@ -332,7 +331,7 @@ impl Builder {
             return Ok(Some(Deps {
                 zip,
                 hit: Some(hit),
-                log_tail: String::new(),
+                log: String::new(),
                 from,
                 installer: tool.as_str(),
                 built_on: None,
@@ -352,7 +351,7 @@ impl Builder {
                 std::fs::write(path, content).map_err(BuildError::Io)?;
             }
         }
-        let (log_tail, built_on) = match (&route, &plan) {
+        let (log, built_on) = match (&route, &plan) {
             (Route::Container(image), Plan::Python(p)) if self.wheels_first(tool, p) => {
                 // Offline builds stay offline: only what the app brings (`--find-links`).
                 let offline = self.settings.limits.network == "none";
@@ -364,7 +363,7 @@ impl Builder {
                     // A container would wait for the same index as long again.
                     Err(err @ BuildError::InstallTimedOut { .. }) => return Err(err),
                     Err(err) => {
-                        let log = err.log_tail().map(|l| tail(l, 2048)).unwrap_or_default();
+                        let log = err.log().map(|l| tail(l, 2048)).unwrap_or_default();
                         tracing::info!(error = %err, %log, "Not installable as wheels on the worker; building in a container.");
                         std::fs::remove_dir_all(&out)
                             .and_then(|()| std::fs::create_dir(&out))
@@ -398,7 +397,7 @@ impl Builder {
         Ok(Some(Deps {
             zip,
             hit: None,
-            log_tail,
+            log,
             from,
             installer: tool.as_str(),
             built_on: Some(built_on),
@@ -600,9 +599,9 @@ impl Builder {
         };
         let mut log = String::from_utf8_lossy(&output.stdout).into_owned();
         log.push_str(&String::from_utf8_lossy(&output.stderr));
-        let log_tail = tail(&log, 16 * 1024);
+        let log = tail(&log, crate::sandbox::MAX_LOG_BYTES);
         if output.status.success() {
-            return Ok(log_tail);
+            return Ok(log);
         }
         match missing_wheel(&log, plan) {
             Some(requirement) => Err(BuildError::NoWheel {
@@ -610,12 +609,12 @@ impl Builder {
                 platform: uv_platform(spec),
                 python: version,
                 arch: spec.architecture.as_str(),
-                log_tail,
+                log,
             }),
             None => Err(BuildError::Install {
                 tool: tool.as_str(),
                 code: output.status.code().unwrap_or(-1),
-                log_tail,
+                log,
             }),
         }
     }

@@ -85,6 +85,16 @@ impl Aws {
         points.iter().filter_map(|d| d.sum()).sum()
     }
 
+    /// The text of an object named by an `s3://bucket/key` URI (a report's `build_log`).
+    pub async fn read_s3_uri(&self, uri: &str) -> String {
+        let (bucket, key) = uri
+            .strip_prefix("s3://")
+            .and_then(|rest| rest.split_once('/'))
+            .unwrap_or_else(|| panic!("not an s3:// URI: {uri}"));
+        let out = self.s3.get_object().bucket(bucket).key(key).send().await.unwrap();
+        String::from_utf8(out.body.collect().await.unwrap().into_bytes().to_vec()).unwrap()
+    }
+
     /// Waits for any status report, final or not.
     pub async fn wait_report_any(&self, stack: &Stack, key: &str, id: &str, timeout: Duration) -> Value {
         let report_key = format!("status/{key}/{id}.json");
