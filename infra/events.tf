@@ -33,7 +33,6 @@ locals {
 }
 
 resource "aws_cloudwatch_event_bus" "deployments" {
-  #checkov:skip=CKV_AWS_383:the events carry deployment metadata only (names, versions, outcomes), no payloads or secrets
   count = local.events_bus_create ? 1 : 0
   name  = "${var.name}-deployments"
 }

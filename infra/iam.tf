@@ -138,10 +138,13 @@ data "aws_iam_policy_document" "worker" {
     # (arn:<partition>:cloudwatch:<region>:<account>:alarm:<name>; Service Authorization
     # Reference, "Actions, resources, and condition keys for Amazon CloudWatch"). The
     # DescribeAlarms API reference adds that composite alarms are returned only to a permission
-    # scoped to "*", so a scoped one reads metric alarms only, which is what is granted here.
-    sid       = "ReadDeployAlarms"
-    actions   = ["cloudwatch:DescribeAlarms"]
-    resources = [for p in var.deploy_alarm_name_patterns : "arn:${local.partition}:cloudwatch:${var.region}:${local.account_id}:alarm:${p}"]
+    # scoped to "*" (a scoped one is refused: cdklabs/cdk-enterprise-iac#202), so composite
+    # alarms need deploy_alarms_composite, which grants "*" (read-only, this action only).
+    sid     = "ReadDeployAlarms"
+    actions = ["cloudwatch:DescribeAlarms"]
+    resources = var.deploy_alarms_composite ? ["*"] : [
+      for p in var.deploy_alarm_name_patterns : "arn:${local.partition}:cloudwatch:${var.region}:${local.account_id}:alarm:${p}"
+    ]
   }
 
   statement {
@@ -179,6 +182,14 @@ data "aws_iam_policy_document" "worker" {
       "${aws_s3_bucket.uploads.arn}/${var.artifact_prefix}*",
       "${aws_s3_bucket.uploads.arn}/${local.cache_prefix}*",
     ]
+  }
+
+  statement {
+    # Each step of a gradual traffic shift reads the upload's status report and writes it back
+    # with the shift's progress. Reports only (*.json): the build logs beside them are not read.
+    sid       = "ReadReportsForShiftSteps"
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.uploads.arn}/${var.status_prefix}*.json"]
   }
 
   statement {

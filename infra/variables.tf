@@ -199,7 +199,7 @@ variable "allowed_layer_arns" {
 # --- Function URLs, traffic shifting, deployment events -------------------------------------
 
 variable "deploy_alarm_name_patterns" {
-  description = "Names (wildcards allowed) of the CloudWatch alarms that apps may name in lambda.toml ([deploy] alarms) to check a gradual traffic shift; the worker may read (cloudwatch:DescribeAlarms) only these metric alarms of this account and region. [\"*\"]: any metric alarm here. Composite alarms are not supported (AWS returns them only to an unscoped permission)."
+  description = "Names (wildcards allowed) of the CloudWatch alarms that apps may name in lambda.toml ([deploy] alarms) to check a gradual traffic shift; the worker may read (cloudwatch:DescribeAlarms) only these metric alarms of this account and region. [\"*\"]: any metric alarm here. Composite alarms need deploy_alarms_composite."
   type        = list(string)
   default     = ["*"]
 
@@ -207,6 +207,12 @@ variable "deploy_alarm_name_patterns" {
     condition     = length(var.deploy_alarm_name_patterns) > 0 && alltrue([for p in var.deploy_alarm_name_patterns : length(p) > 0])
     error_message = "deploy_alarm_name_patterns must list at least one non-empty name or pattern."
   }
+}
+
+variable "deploy_alarms_composite" {
+  description = "Let apps name composite alarms too. AWS answers DescribeAlarms for composite alarms only to a permission on Resource \"*\" (any alarm of the account, read-only), so this replaces deploy_alarm_name_patterns with \"*\"."
+  type        = bool
+  default     = false
 }
 
 variable "events_bus_enabled" {

@@ -209,10 +209,13 @@ def verify_stack(a, out):
     alarm = f"arn:aws:cloudwatch:{REGION}:{account}:alarm"
     check(allows(wp, "cloudwatch:DescribeAlarms", f"{alarm}:{prefix}hello-live-errors"),
           "DescribeAlarms on this account's alarms (the ones apps name in lambda.toml)")
-    check(not allows(wp, "cloudwatch:DescribeAlarms", f"arn:aws:cloudwatch:{REGION}:999999999999:alarm:x"),
-          "no DescribeAlarms in another account")
-    check(not allows(wp, "cloudwatch:DescribeAlarms", f"arn:aws:cloudwatch:eu-north-1:{account}:alarm:x"),
-          "no DescribeAlarms in another region")
+    if allows(wp, "cloudwatch:DescribeAlarms", "*"):
+        print("  note DescribeAlarms on * (deploy_alarms_composite: composite alarms answer only that)")
+    else:
+        check(not allows(wp, "cloudwatch:DescribeAlarms", f"arn:aws:cloudwatch:{REGION}:999999999999:alarm:x"),
+              "no DescribeAlarms in another account")
+        check(not allows(wp, "cloudwatch:DescribeAlarms", f"arn:aws:cloudwatch:eu-north-1:{account}:alarm:x"),
+              "no DescribeAlarms in another region")
     check(not any(a in ("cloudwatch:SetAlarmState", "cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms")
                   for st in wp["Statement"] for a in listify(st["Action"])), "cannot change alarms")
     check(not any(a.endswith(":*") or a == "*" for st in wp["Statement"] for a in listify(st["Action"])),
@@ -230,7 +233,9 @@ def verify_stack(a, out):
     check(allows(wp, "s3:PutObject", f"{b}/status/apps/x.zip/v.json"), "writes status/")
     check(allows(wp, "s3:PutObject", f"{b}/status/apps/x.zip/v.log"), "writes the full build log beside the report (status/<key>/<id>.log)")
     check(allows(wp, "s3:PutObject", f"{b}/artifacts/p.zip"), "writes artifacts/")
-    check(not allows(wp, "s3:GetObject", f"{b}/status/x.json"), "does not read status/")
+    check(allows(wp, "s3:GetObject", f"{b}/status/apps/x.zip/v.json"), "reads status reports (a shift's steps update them)")
+    check(not allows(wp, "s3:GetObject", f"{b}/status/apps/x.zip/v.log"), "does not read build logs")
+    check(not allows(wp, "s3:GetObjectVersion", f"{b}/status/apps/x.zip/v.json"), "no GetObjectVersion on status/")
     check(not allows(wp, "s3:GetObject", "arn:aws:s3:::other-bucket/apps/x.zip"), "no other bucket")
     for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"):
         check(allows(wp, action, queue_arn), f"{action} on its queue")
@@ -266,7 +271,7 @@ def verify_stack(a, out):
     check(allows(wp, "autoscaling:SetInstanceProtection", own_asg), "SetInstanceProtection on its own group")
     check(not allows(wp, "autoscaling:SetInstanceProtection", other_asg), "not on another group")
     star = {a for st in wp["Statement"] if "*" in listify(st.get("Resource", [])) for a in listify(st["Action"])}
-    check(star <= {"cloudwatch:PutMetricData", "autoscaling:DescribeAutoScalingInstances"},
+    check(star <= {"cloudwatch:PutMetricData", "autoscaling:DescribeAutoScalingInstances", "cloudwatch:DescribeAlarms"},
           f"Resource * only for actions without resource scoping ({sorted(star)})")
 
     print("IAM: publisher")
@@ -377,7 +382,10 @@ def verify_stack(a, out):
         try:
             tattrs = sns.get_topic_attributes(TopicArn=out["events_topic_arn"])["Attributes"]
             check(tattrs.get("TopicArn") == out["events_topic_arn"], f"the topic {out['events_topic_arn']} exists")
-            check(bool(tattrs.get("KmsMasterKeyId")), f"the topic is encrypted ({tattrs.get('KmsMasterKeyId')})")
+            key = tattrs.get("KmsMasterKeyId", "")
+            check(bool(key), f"the topic is encrypted ({key})")
+            if key and not key.startswith("alias/aws/"):
+                check(allows(wp, "kms:GenerateDataKey", key), "the worker may use the topic's own KMS key")
         except sns.exceptions.NotFoundException:
             check(False, f"the topic {out['events_topic_arn']} exists")
     else:
@@ -435,12 +443,15 @@ def deploy_example(a, out):
     bucket = out["bucket_name"]
     name = a.name or os.path.basename(os.path.abspath(a.deploy))
     key = f"{out['upload_prefix']}{name}.zip"
+    listeners = listen_for_events(out, kw) if a.expect_events else {}
     started = time.monotonic()
     s3.put_object(Bucket=bucket, Key=key, Body=zip_dir(a.deploy))
     print(f"uploaded s3://{bucket}/{key}; waiting for a report under {out['status_prefix']}{key}/")
     report = None
     while time.monotonic() - started < a.timeout and report is None:
         for obj in s3.list_objects_v2(Bucket=bucket, Prefix=f"{out['status_prefix']}{key}/").get("Contents", []):
+            if not obj["Key"].endswith(".json"):
+                continue  # the full build log, <id>.log, lives beside the report
             r = json.load(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"])
             if not r.get("will_retry"):
                 report = r
@@ -464,6 +475,82 @@ def deploy_example(a, out):
     check(fn["CodeSha256"] == report.get("code_sha256"), "its CodeSha256 is the package the worker built")
     versions = [v["Version"] for v in lam.list_versions_by_function(FunctionName=function)["Versions"]]
     check(report.get("version") in versions, f"version {report.get('version')} was published ({versions})")
+    if report.get("build_log"):
+        log_uri = report["build_log"]
+        prefix = f"s3://{bucket}/{out['status_prefix']}{key}/"
+        if check(log_uri.startswith(prefix) and log_uri.endswith(".log"),
+                 f"the full build log is stored beside the report ({log_uri})"):
+            head = s3.head_object(Bucket=bucket, Key=log_uri[len(f"s3://{bucket}/"):])
+            check(head["ContentLength"] > 0, f"and is not empty ({head['ContentLength']} bytes)")
+    else:
+        print("  (no build log: nothing was built)")
+    if listeners:
+        check_events(listeners, kw, function)
+
+
+def listen_for_events(out, kw):
+    """Test queues that receive the stack's deployment events: one subscribed to the SNS topic,
+    one the target of a rule on the EventBridge bus (matching what the README tells users to
+    match). Returns {"topic"|"bus": (queue URL, cleanup)}."""
+    sqs = boto3.client("sqs", **kw)
+    tag = f"verify-{os.getpid()}"
+    listeners = {}
+
+    def queue(kind):
+        url = sqs.create_queue(QueueName=f"{tag}-{kind}")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        return url, arn
+
+    if out.get("events_topic_arn"):
+        sns = boto3.client("sns", **kw)
+        url, arn = queue("topic")
+        sub = sns.subscribe(TopicArn=out["events_topic_arn"], Protocol="sqs", Endpoint=arn,
+                            Attributes={"RawMessageDelivery": "false"}, ReturnSubscriptionArn=True)["SubscriptionArn"]
+        listeners["topic"] = (url, lambda url=url: (sns.unsubscribe(SubscriptionArn=sub), sqs.delete_queue(QueueUrl=url)))
+    if out.get("events_bus_name"):
+        ev = boto3.client("events", **kw)
+        bus = out["events_bus_name"]
+        url, arn = queue("bus")
+        ev.put_rule(Name=tag, EventBusName=bus, State="ENABLED", EventPattern=json.dumps(
+            {"source": ["auto-lambda"], "detail-type": ["auto-lambda Deployment State Change"]}))
+        ev.put_targets(Rule=tag, EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
+
+        def cleanup(url=url):
+            # A rule left on the stack's bus would stop terraform destroy from deleting the bus.
+            ev.remove_targets(Rule=tag, EventBusName=bus, Ids=["q"])
+            ev.delete_rule(Name=tag, EventBusName=bus)
+            sqs.delete_queue(QueueUrl=url)
+
+        listeners["bus"] = (url, cleanup)
+    return listeners
+
+
+def check_events(listeners, kw, function):
+    """Each listener got a `deployed` event for the function: the worker's environment named the
+    stack's bus and topic, and its role may publish there."""
+    import time
+
+    sqs = boto3.client("sqs", **kw)
+    for kind, (url, cleanup) in listeners.items():
+        found, seen, deadline = None, [], time.monotonic() + 20
+        while found is None and time.monotonic() < deadline:
+            for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", []):
+                body = json.loads(m["Body"])
+                if kind == "topic":
+                    attrs = {k: v.get("Value") for k, v in body.get("MessageAttributes", {}).items()}
+                    detail = json.loads(body.get("Message", "{}"))
+                    seen.append((attrs.get("event"), body.get("Subject")))
+                    if attrs.get("event") == "deployed" and attrs.get("function") == function \
+                            and detail.get("function_name") == function:
+                        found = body.get("Subject")
+                else:
+                    detail = body.get("detail", {})
+                    seen.append((detail.get("event"), body.get("source"), body.get("detail-type")))
+                    if body.get("source") == "auto-lambda" and detail.get("event") == "deployed" \
+                            and detail.get("function_name") == function:
+                        found = body.get("detail-type")
+        check(found is not None, f"a deployed event for {function} reached the {kind} ({found or seen})")
+        cleanup()
 
 
 def main():
@@ -475,6 +562,8 @@ def main():
     p.add_argument("--deploy", metavar="DIR", help="for `deploy`: the app directory to upload")
     p.add_argument("--timeout", type=float, default=60, help="for `deploy`: seconds to wait for the report")
     p.add_argument("--name", help="for `deploy`: upload as NAME.zip (default: the directory's name)")
+    p.add_argument("--expect-events", action="store_true",
+                   help="for `deploy`: the worker must announce the deploy on the stack's bus and topic")
     p.add_argument("--built-on", choices=["worker", "container"],
                    help="for `deploy`: where the report must say the dependencies were installed")
     a = p.parse_args()

@@ -1,5 +1,5 @@
 //! Lambda: creating or updating a function from a package, waiting until Lambda has applied
-//! the change, publishing a version and moving an alias.
+//! the change, and publishing a version ([`crate::traffic`] then moves the alias).
 //!
 //! Every update carries the `RevisionId` read just before it, so that when two workers race
 //! on one function only one update lands; the other fails with `PreconditionFailed`, which is
@@ -9,13 +9,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use aws_sdk_lambda::client::Waiters;
-use aws_sdk_lambda::operation::create_alias::CreateAliasError;
 use aws_sdk_lambda::operation::create_function::CreateFunctionError;
-use aws_sdk_lambda::operation::get_alias::GetAliasError;
 use aws_sdk_lambda::operation::get_function::{GetFunctionError, GetFunctionOutput};
 use aws_sdk_lambda::operation::publish_version::PublishVersionError;
 use aws_sdk_lambda::operation::tag_resource::TagResourceError;
-use aws_sdk_lambda::operation::update_alias::UpdateAliasError;
 use aws_sdk_lambda::operation::update_function_code::UpdateFunctionCodeError;
 use aws_sdk_lambda::operation::update_function_configuration::UpdateFunctionConfigurationError;
 use aws_sdk_lambda::primitives::Blob;
@@ -70,24 +67,6 @@ pub enum DeployError {
     Publish {
         function: String,
         source: Sdk<PublishVersionError>,
-    },
-    #[error("cannot read alias {alias} of {function}: {}", crate::sdk_error::describe(source))]
-    GetAlias {
-        function: String,
-        alias: String,
-        source: Sdk<GetAliasError>,
-    },
-    #[error("cannot create alias {alias} of {function}: {}", crate::sdk_error::describe(source))]
-    CreateAlias {
-        function: String,
-        alias: String,
-        source: Sdk<CreateAliasError>,
-    },
-    #[error("cannot move alias {alias} of {function}: {}", crate::sdk_error::describe(source))]
-    UpdateAlias {
-        function: String,
-        alias: String,
-        source: Sdk<UpdateAliasError>,
     },
     #[error("Lambda did not finish updating {function} in time")]
     WaitTimedOut { function: String },
@@ -226,8 +205,8 @@ fn state_of(out: &GetFunctionOutput, spec: &FunctionSpec, want_sha256: &str, rol
     }
 }
 
-/// Makes the function run `package` (sent as `code`) with `spec`'s configuration, then publishes a version and
-/// moves the alias if the spec asks. `current` is what [`describe`] returned just before, for
+/// Makes the function run `package` (sent as `code`) with `spec`'s configuration, then
+/// publishes a version if the spec asks. `current` is what [`describe`] returned just before, for
 /// this package and role; `tags` are written on the function with the change. Only what
 /// differs is sent: the code (with the architecture) when the package or the architecture
 /// changed, the configuration when it or the role changed; both carry the RevisionId read
@@ -382,7 +361,7 @@ async fn create(
     Ok(out.function_arn().unwrap_or_default().to_owned())
 }
 
-/// Publishes a version of exactly this package and moves the alias to it.
+/// Publishes a version of exactly this package.
 async fn publish(
     lambda: &aws_sdk_lambda::Client,
     spec: &FunctionSpec,
@@ -399,63 +378,7 @@ async fn publish(
             function: function.clone(),
             source: Box::new(e),
         })?;
-    let version = out.version().unwrap_or("$LATEST").to_owned();
-    if let Some(alias) = &spec.alias {
-        point_alias(lambda, function, alias, &version).await?;
-    }
-    Ok(version)
-}
-
-async fn point_alias(
-    lambda: &aws_sdk_lambda::Client,
-    function: &str,
-    alias: &str,
-    version: &str,
-) -> Result<(), DeployError> {
-    let existing = lambda.get_alias().function_name(function).name(alias).send().await;
-    match existing {
-        Ok(current) => {
-            lambda
-                .update_alias()
-                .function_name(function)
-                .name(alias)
-                .function_version(version)
-                .set_revision_id(current.revision_id().map(str::to_owned))
-                .send()
-                .await
-                .map_err(|e| DeployError::UpdateAlias {
-                    function: function.to_owned(),
-                    alias: alias.to_owned(),
-                    source: Box::new(e),
-                })?;
-        }
-        Err(err)
-            if err
-                .as_service_error()
-                .is_some_and(GetAliasError::is_resource_not_found_exception) =>
-        {
-            lambda
-                .create_alias()
-                .function_name(function)
-                .name(alias)
-                .function_version(version)
-                .send()
-                .await
-                .map_err(|e| DeployError::CreateAlias {
-                    function: function.to_owned(),
-                    alias: alias.to_owned(),
-                    source: Box::new(e),
-                })?;
-        }
-        Err(err) => {
-            return Err(DeployError::GetAlias {
-                function: function.to_owned(),
-                alias: alias.to_owned(),
-                source: Box::new(err),
-            });
-        }
-    }
-    Ok(())
+    Ok(out.version().unwrap_or("$LATEST").to_owned())
 }
 
 /// Waits until Lambda has applied the last change; returns the function's RevisionId then.

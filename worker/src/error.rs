@@ -21,6 +21,7 @@ use crate::event::EventError;
 use crate::manifest::ManifestError;
 use crate::package::PackageError;
 use crate::sandbox::ContainerError;
+use crate::traffic::ShiftError;
 use crate::verify::VerifyError;
 
 /// What to do with a failed job's message.
@@ -47,6 +48,11 @@ pub enum JobError {
     Verify(#[from] VerifyError),
     #[error(transparent)]
     Deploy(#[from] DeployError),
+    /// A function URL call (see `sdk_error::CallError`).
+    #[error(transparent)]
+    Call(#[from] crate::sdk_error::CallError),
+    #[error(transparent)]
+    Shift(#[from] crate::traffic::ShiftError),
     #[error("cannot prepare the job's work directory: {0}")]
     WorkDir(#[source] std::io::Error),
     #[error("the job was interrupted by shutdown")]
@@ -142,6 +148,8 @@ impl JobError {
                 VerifyError::Zip(_) => Permanent,
             },
             JobError::Deploy(e) => deploy(e),
+            JobError::Call(e) | JobError::Shift(ShiftError::Call(e)) if e.transient => Transient,
+            JobError::Call(_) | JobError::Shift(_) => Permanent,
             JobError::WorkDir(source) => io(source),
             JobError::Interrupted | JobError::DeadlineExceeded { .. } | JobError::Panicked(_) => Transient,
         }
@@ -214,18 +222,6 @@ fn deploy(e: &DeployError) -> Class {
             // our update and our publish. Lost a race: re-read and try again.
             e.is_invalid_parameter_value_exception()
                 || e.is_resource_conflict_exception()
-                || e.is_precondition_failed_exception()
-                || e.is_too_many_requests_exception()
-                || e.is_service_exception()
-        }),
-        DeployError::GetAlias { source, .. } => sdk(source, |e: &op::get_alias::GetAliasError| {
-            e.is_too_many_requests_exception() || e.is_service_exception()
-        }),
-        DeployError::CreateAlias { source, .. } => sdk(source, |e: &op::create_alias::CreateAliasError| {
-            e.is_resource_conflict_exception() || e.is_too_many_requests_exception() || e.is_service_exception()
-        }),
-        DeployError::UpdateAlias { source, .. } => sdk(source, |e: &op::update_alias::UpdateAliasError| {
-            e.is_resource_conflict_exception()
                 || e.is_precondition_failed_exception()
                 || e.is_too_many_requests_exception()
                 || e.is_service_exception()

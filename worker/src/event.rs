@@ -32,6 +32,8 @@ pub enum Notification {
     Created(Vec<ObjectCreated>),
     /// Nothing to do; the reason is logged.
     Ignored(String),
+    /// The next step of a gradual deploy, sent by a worker to the jobs queue.
+    ShiftStep(Box<crate::traffic::Step>),
 }
 
 /// Why a message body is not a notification we understand. Always permanent.
@@ -43,6 +45,8 @@ pub enum EventError {
     NotAnEvent(String),
     #[error("the object key `{0}` is not valid percent-encoded UTF-8")]
     BadKey(String),
+    #[error("the message is marked as a shift step but is not one: {0}")]
+    BadStep(#[source] serde_json::Error),
 }
 
 /// Parses a message body.
@@ -60,6 +64,10 @@ fn parse_value(value: &Value) -> Result<Notification, EventError> {
             .ok_or_else(|| EventError::NotAnEvent("SNS envelope without a Message".into()))?;
         let inner: Value = serde_json::from_str(inner).map_err(EventError::NotJson)?;
         return parse_value(&inner);
+    }
+    if let Some(step) = value.get(crate::traffic::STEP_KEY) {
+        let step = serde_json::from_value(step.clone()).map_err(EventError::BadStep)?;
+        return Ok(Notification::ShiftStep(Box::new(step)));
     }
     if value.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
         return Ok(Notification::Ignored(

@@ -2,7 +2,10 @@
 //!
 //! For each upload: fetch the exact object, unpack it, resolve its manifest, build its
 //! dependencies, package it, verify the package will start, check it is not older than what
-//! the function already runs, deploy it, and write the status report. The caller deletes the message only when every upload has a final report.
+//! the function already runs, deploy it, move the alias (or start a gradual deploy), make its
+//! function URL, write the status report and send the deployment event. The caller deletes
+//! the message only when every upload has a final report. A message may also be the next
+//! step of a gradual deploy ([`crate::traffic`]), which updates the report it started.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -22,6 +25,7 @@ use crate::manifest::{self, FunctionSpec};
 use crate::package::{self, Package};
 use crate::queue::{self, Queue, Received};
 use crate::report::{self, Outcome, Source, StatusReport};
+use crate::traffic::{self, Advanced, ShiftStatus};
 
 /// Tag on each function: the ordering token of the upload it runs (see [`order_token`]).
 pub const TAG_ORDER: &str = "auto-lambda:order";
@@ -42,6 +46,8 @@ pub struct Context {
     pub protection: Option<Arc<crate::protection::Protection>>,
     /// Where deployment events go.
     pub notifier: crate::notify::Notifier,
+    /// Reads the alarms that guard gradual deploys.
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
 }
 
 /// What to do with a message once its job is over.
@@ -63,6 +69,7 @@ pub async fn handle(ctx: &Context, message: &Received) -> Disposition {
             tracing::info!(%reason, "Ignoring message.");
             return Disposition::Delete;
         }
+        Ok(Notification::ShiftStep(step)) => return shift_step(ctx, message, *step).await,
         Err(err) => {
             // No upload to report on: the log and the metric are the report. Retrying cannot help.
             tracing::warn!(error = %err, body = %truncate(&message.body, 200), "Removing a message that is not an S3 event.");
@@ -134,6 +141,8 @@ struct Done {
     /// The dependency build's whole output, when a build ran now.
     build_log: Option<String>,
     checks: crate::verify::Checks,
+    url: Option<String>,
+    shift: Option<ShiftStatus>,
 }
 
 impl Done {
@@ -152,6 +161,8 @@ impl Done {
             built_on: None,
             build_log: None,
             checks: Default::default(),
+            url: None,
+            shift: None,
         }
     }
 }
@@ -210,6 +221,8 @@ fn blank_report(object: &ObjectCreated, message: &Received) -> StatusReport {
         function_arn: None,
         version: None,
         alias: None,
+        url: None,
+        shift: None,
         code_sha256: None,
         package_bytes: None,
         timings_ms: BTreeMap::new(),
@@ -275,6 +288,8 @@ async fn work_object(ctx: &Context, message: &Received, object: &ObjectCreated) 
             report.function_arn = done.arn;
             report.version = done.version;
             report.alias = done.spec.alias.clone();
+            report.url = done.url;
+            report.shift = done.shift;
             report.code_sha256 = Some(done.package.code_sha256.clone());
             report.package_bytes = Some(done.package.size);
             report.error = done.note;
@@ -329,7 +344,11 @@ async fn work_object(ctx: &Context, message: &Received, object: &ObjectCreated) 
             tracing::debug!(%key, "Status report written.");
             if !report.will_retry {
                 let json = serde_json::to_value(&report).expect("a report always serialises");
-                ctx.notifier.publish(report.outcome.as_str(), &json).await;
+                let event = match report.outcome {
+                    Outcome::Shifting => "shift-started",
+                    other => other.as_str(),
+                };
+                ctx.notifier.publish(event, &json).await;
             }
         }
         Err(err) => {
@@ -458,6 +477,7 @@ async fn deploy_if_newer(
     let ours_in_place = current
         .as_ref()
         .is_some_and(|state| state.tags.get(TAG_ORDER) == Some(&ours) && state.tags.get(TAG_SOURCE) == Some(&source));
+    let tags_before = current.as_ref().map(|s| s.tags.clone()).unwrap_or_default();
     let mut tags = HashMap::new();
     tags.insert(TAG_ORDER.to_owned(), ours);
     tags.insert(TAG_SOURCE.to_owned(), source);
@@ -487,7 +507,16 @@ async fn deploy_if_newer(
         &tags,
     )
     .await?;
+    let shift = match &deployment.version {
+        Some(version) => {
+            let report_key = report::key_for(&ctx.config.status_prefix, &Source::from(object));
+            traffic::release(ctx, &spec, version, &object.bucket, &report_key).await?
+        }
+        None => None,
+    };
+    let url = crate::function_url::reconcile(&ctx.lambda, &spec, &deployment.function_arn, &tags_before).await?;
     let outcome = match deployment.change {
+        _ if shift.is_some() => Outcome::Shifting,
         Change::Created | Change::Updated => Outcome::Deployed,
         Change::Unchanged if ours_in_place => Outcome::Deployed,
         Change::Unchanged => Outcome::Unchanged,
@@ -505,7 +534,97 @@ async fn deploy_if_newer(
         built_on: None,
         build_log: None,
         checks: Default::default(),
+        url,
+        shift,
     })
+}
+
+/// Works one step of a gradual deploy, then updates the upload's status report and sends the
+/// event. A transient failure lets the message come back; a permanent one ends the shift
+/// where it is, reported `failed`.
+#[tracing::instrument(skip_all, fields(message_id = %message.message_id, function = %step.function, step = step.step))]
+async fn shift_step(ctx: &Context, message: &Received, step: traffic::Step) -> Disposition {
+    let config = &ctx.config;
+    let ours = step.function.starts_with(&config.function_prefix)
+        && manifest::validate_name(&step.function).is_ok()
+        && step.report_key.starts_with(&config.status_prefix)
+        && (config.allowed_buckets.is_empty() || config.allowed_buckets.contains(&step.report_bucket));
+    if !ours {
+        tracing::warn!(report = %step.report_key, "Removing a shift step for a function or report outside this worker's prefixes.");
+        crate::metrics::record_outcome("not-an-event");
+        return Disposition::Delete;
+    }
+    let retry = || Disposition::RetryAfter(queue::retry_delay(config.retry_base_secs, message.receive_count));
+    let (bucket, key) = (step.report_bucket.clone(), step.report_key.clone());
+    let advanced = match tokio::time::timeout(config.job_timeout(), traffic::advance(ctx, step)).await {
+        Ok(Ok(advanced)) => advanced,
+        Ok(Err(err)) => {
+            let err = JobError::from(err);
+            if err.class() == Class::Transient {
+                tracing::warn!(error = %err, "Shift step failed; will retry.");
+                return retry();
+            }
+            tracing::warn!(error = %err, "Shift step failed permanently; the shift stops where it is.");
+            crate::metrics::record_outcome("failed");
+            let error = err.to_string();
+            let updated = report::update(&ctx.s3, &bucket, &key, |r| {
+                r["outcome"] = Outcome::Failed.as_str().into();
+                r["error"] = error.into();
+                r["error_class"] = "permanent".into();
+            })
+            .await;
+            if let Ok(report) = updated {
+                ctx.notifier.publish(Outcome::Failed.as_str(), &report).await;
+            }
+            return Disposition::Delete;
+        }
+        Err(_) => {
+            tracing::warn!("Shift step did not finish within the job timeout; will retry.");
+            return retry();
+        }
+    };
+    let (outcome, status, error, event) = match advanced {
+        Advanced::Deferred => return Disposition::Delete,
+        Advanced::Nothing(why) => {
+            tracing::info!(%why, "Nothing to do for this shift step.");
+            return Disposition::Delete;
+        }
+        Advanced::Stepped(status) => (Outcome::Shifting, status, None, "shift-stepped"),
+        Advanced::Promoted(status) => (Outcome::Deployed, status, None, "deployed"),
+        Advanced::RolledBack { status, alarms } => {
+            let error = format!(
+                "alarm {} went into ALARM during the {} deploy: all traffic went back to version {}",
+                alarms.join(", "),
+                status.strategy,
+                status.from_version
+            );
+            (Outcome::RolledBack, status, Some(error), "rolled-back")
+        }
+        Advanced::Superseded { status, alias_version } => {
+            let error = format!(
+                "superseded during its {} deploy: the alias now serves {alias_version} (a newer upload, or a change by hand)",
+                status.strategy
+            );
+            crate::metrics::record_shift("superseded");
+            (Outcome::StaleSkipped, status, Some(error), "stale-skipped")
+        }
+    };
+    if outcome != Outcome::Shifting {
+        crate::metrics::record_outcome(outcome.as_str());
+    }
+    let shift = serde_json::to_value(&status).expect("a shift status always serialises");
+    let updated = report::update(&ctx.s3, &bucket, &key, |r| {
+        r["outcome"] = outcome.as_str().into();
+        r["shift"] = shift;
+        r["error"] = error.into();
+    })
+    .await;
+    match updated {
+        Ok(report) => ctx.notifier.publish(event, &report).await,
+        // The alias has moved: the step is done even if its report is not.
+        Err(err) => tracing::warn!(error = %err, "Cannot update the status report of the shift."),
+    }
+    Disposition::Delete
 }
 
 /// The ordering token of an upload. S3's `sequencer` orders events for one key; it is hex of

@@ -22,6 +22,7 @@ pub mod deploy;
 pub mod deps;
 pub mod error;
 pub mod event;
+pub mod function_url;
 pub mod job;
 pub mod lifecycle;
 pub mod manifest;
@@ -33,6 +34,7 @@ pub mod queue;
 pub mod report;
 pub mod sandbox;
 pub mod sdk_error;
+pub mod traffic;
 pub mod verify;
 
 use std::sync::Arc;
@@ -273,6 +275,7 @@ pub async fn run(config: Config, clients: Clients, shutdown: CancellationToken) 
         builder: Arc::new(builder),
         verifier: Arc::new(verifier),
         protection,
+        cloudwatch: clients.cloudwatch.clone(),
         notifier: notify::Notifier::new(
             clients.eventbridge.clone(),
             config.events_bus.clone(),

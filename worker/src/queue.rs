@@ -71,6 +71,23 @@ impl Queue {
             .collect())
     }
 
+    /// Sends `body` to this queue, hidden for `delay_secs` (0..=900) first. Used for the
+    /// steps of a gradual deploy (see `crate::traffic`).
+    pub async fn send(
+        &self,
+        body: &str,
+        delay_secs: i32,
+    ) -> Result<(), SdkError<aws_sdk_sqs::operation::send_message::SendMessageError, HttpResponse>> {
+        self.sqs
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body)
+            .delay_seconds(delay_secs.clamp(0, 900))
+            .send()
+            .await?;
+        Ok(())
+    }
+
     /// Deletes a message whose outcome has been recorded.
     pub async fn delete(&self, receipt: &str) -> Result<(), SettleError> {
         self.sqs

@@ -28,6 +28,12 @@ pub enum Outcome {
     StaleSkipped,
     /// See `error`.
     Failed,
+    /// A gradual deploy is moving traffic to this upload's version; `shift` tells how far.
+    /// Not final: later steps replace it with `deployed`, `rolled-back` or `stale-skipped`.
+    Shifting,
+    /// An alarm went off during a gradual deploy; the alias serves the previous version again
+    /// (`error` names the alarm).
+    RolledBack,
 }
 
 impl Outcome {
@@ -37,6 +43,8 @@ impl Outcome {
             Outcome::Unchanged => "unchanged",
             Outcome::StaleSkipped => "stale-skipped",
             Outcome::Failed => "failed",
+            Outcome::Shifting => "shifting",
+            Outcome::RolledBack => "rolled-back",
         }
     }
 }
@@ -74,6 +82,11 @@ pub struct StatusReport {
     pub function_arn: Option<String>,
     pub version: Option<String>,
     pub alias: Option<String>,
+    /// The function URL on the alias, when lambda.toml has `[url]`.
+    pub url: Option<String>,
+    /// A gradual deploy's progress, when one runs for this upload.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shift: Option<crate::traffic::ShiftStatus>,
     pub code_sha256: Option<String>,
     pub package_bytes: Option<u64>,
     /// Milliseconds per stage: download, unpack, build, package, verify, deploy.
@@ -149,6 +162,33 @@ pub async fn write(s3: &aws_sdk_s3::Client, status_prefix: &str, report: &Status
     let body = serde_json::to_vec_pretty(report).expect("a report always serialises");
     put(s3, &report.source.bucket, &key, "application/json", body).await?;
     Ok(key)
+}
+
+/// Reads the report at `bucket`/`key` as JSON, lets `change` edit it, and writes it back;
+/// returns the new report. For the steps of a gradual deploy, which change only the outcome,
+/// `shift`, `error` and `finished_at` of a report a job wrote. A report that cannot be read
+/// (deleted by hand) starts from `{}`: the step's own fields are still recorded.
+pub async fn update(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    change: impl FnOnce(&mut serde_json::Value),
+) -> Result<serde_json::Value, WriteError> {
+    let mut report = match s3.get_object().bucket(bucket).key(key).send().await {
+        Ok(out) => match out.body.collect().await {
+            Ok(bytes) => serde_json::from_slice(&bytes.into_bytes()).unwrap_or_else(|_| serde_json::json!({})),
+            Err(_) => serde_json::json!({}),
+        },
+        Err(_) => serde_json::json!({}),
+    };
+    change(&mut report);
+    if let Some(map) = report.as_object_mut() {
+        map.insert("finished_at".into(), now_rfc3339().into());
+        map.insert("will_retry".into(), false.into());
+    }
+    let body = serde_json::to_vec_pretty(&report).expect("JSON always serialises");
+    put(s3, bucket, key, "application/json", body).await?;
+    Ok(report)
 }
 
 /// Stores the whole build log of `source` beside its report (`text/plain; charset=utf-8`);
