@@ -185,6 +185,12 @@ async fn push(args: PushArgs) -> ExitCode {
 /// Progress while waiting, on stderr: the time waited, and what a non-final report says.
 fn progress(waited: Duration, latest: Option<&Value>) {
     let note = match latest {
+        Some(r) if r["outcome"] == "shifting" => format!(
+            " (shifting: {} % on version {}, next step at {})",
+            r["shift"]["percent"],
+            r["shift"]["to_version"].as_str().unwrap_or("?"),
+            r["shift"]["next_step_at"].as_str().unwrap_or("?")
+        ),
         Some(r) => format!(
             " (attempt {} failed, retrying: {})",
             r["attempt"],
@@ -264,6 +270,22 @@ fn print_report(r: &Value) {
     if let Some(url) = r["url"].as_str() {
         say(format!("url        {url}"));
     }
+    if let Some(shift) = r["shift"].as_object() {
+        let next = shift
+            .get("next_step_at")
+            .and_then(Value::as_str)
+            .map(|t| format!(", next step at {t}"))
+            .unwrap_or_default();
+        say(format!(
+            "shift      {} from version {} to {}: {} %, step {} of {}{next}",
+            text(&r["shift"]["strategy"]),
+            text(&r["shift"]["from_version"]),
+            text(&r["shift"]["to_version"]),
+            r["shift"]["percent"],
+            r["shift"]["step"],
+            r["shift"]["steps"]
+        ));
+    }
     if let Some(from) = r["dependencies_from"].as_str() {
         let built_on = match r["built_on"].as_str() {
             Some("container") => " in a build container".to_owned(),
@@ -289,7 +311,10 @@ fn print_report(r: &Value) {
         say(format!("error      {error}"));
     }
     if let Some(log) = r["build_log_tail"].as_str().filter(|_| r["outcome"] == "failed") {
-        say("log tail:");
+        match r["build_log"].as_str() {
+            Some(uri) => say(format!("log tail (whole log: {uri}):")),
+            None => say("log tail:"),
+        }
         for line in log.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev() {
             say(format!("  {line}"));
         }

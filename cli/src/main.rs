@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand};
 /// `push` zips a directory the same way every time, checks it with the worker's own rules
 /// (lambda.toml, runtime and handler, native files, layout), uploads it under the source
 /// prefix, and with --wait follows the worker's status report until it is final. The exit
-/// code says how it ended: 0 deployed or unchanged, 1 failed, 2 refused by the local check
+/// code says how it ended: 0 deployed or unchanged, 1 failed or rolled back, 2 refused by the local check
 /// (nothing uploaded), 3 stale-skipped (a newer upload won), 4 timed out waiting, 5 AWS
 /// refused or could not be reached, 64 bad usage.
 #[derive(Debug, Parser)]
@@ -126,7 +126,7 @@ struct StatusArgs {
 pub enum ExitCode {
     /// Deployed or unchanged; or a check that passed; or an upload without --wait.
     Ok = 0,
-    /// The worker reported `failed`.
+    /// The worker reported `failed`, or `rolled-back` (a gradual deploy's alarm went off).
     Failed = 1,
     /// The local check refused the app; nothing was uploaded.
     Refused = 2,

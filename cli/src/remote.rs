@@ -149,9 +149,10 @@ fn is_for(report: &Value, stored_at: Option<aws_smithy_types::DateTime>) -> bool
     aws_smithy_types::DateTime::from_str(event_time, Format::DateTime).map_or(true, |t| t.secs() >= stored_at.secs())
 }
 
-/// Whether a report is final (the worker will not replace it).
+/// Whether a report is final (the worker will not replace it): not a failure it will retry,
+/// and not a gradual deploy still `shifting`.
 pub fn is_final(report: &Value) -> bool {
-    !report["will_retry"].as_bool().unwrap_or(false)
+    !report["will_retry"].as_bool().unwrap_or(false) && report["outcome"] != "shifting"
 }
 
 /// Follows the report of `upload` until it is final or `timeout` passes. `progress` is called

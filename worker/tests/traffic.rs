@@ -443,3 +443,30 @@ async fn shift_survives_a_killed_worker_and_a_newer_upload_supersedes_it() {
     wait_outcome(&aws, &stack, key, &id4, "deployed").await;
     assert_eq!(alias(&aws, "cart", "live").await, ("4".into(), HashMap::new()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_that_cannot_be_sent_is_counted_and_never_fails_the_job() {
+    let moto = Moto::start();
+    let stack = moto.bootstrap("noevents", false);
+    let aws = Aws::new(&stack.endpoint).await;
+    let worker = Worker::spawn(
+        &stack,
+        &["--events-topic", "arn:aws:sns:us-east-1:123456789012:no-such-topic"],
+    );
+    let key = "apps/quiet.zip";
+    let id = aws.upload(&stack, key, app(1, "")).await;
+    let r = aws.wait_report(&stack, key, &id, T).await;
+    assert_eq!(r["outcome"], "deployed", "{r:#}");
+    eventually(T, "the failed send counted", || async {
+        worker.metric("auto_lambda_event_publish_errors_total").await >= 1.0
+    })
+    .await;
+    assert!(
+        worker.log().contains("Cannot send a deployment event"),
+        "{}",
+        worker.log()
+    );
+    // And the worker goes on working.
+    let id = aws.upload(&stack, key, app(2, "")).await;
+    assert_eq!(aws.wait_report(&stack, key, &id, T).await["outcome"], "deployed");
+}
