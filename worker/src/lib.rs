@@ -7,12 +7,14 @@
 //! Where things happen: [`event`] parses notifications, [`queue`] talks to SQS, [`artifact`]
 //! fetches and unpacks uploads, [`manifest`] reads `lambda.toml`, [`deps`] builds native
 //! dependencies and caches them, [`package`] writes the deployment zip, [`verify`] checks the
-//! package will start, [`deploy`] talks to Lambda, [`report`] writes status reports, [`notify`] sends deployment events. Around
-//! them: [`sandbox`] runs locked-down containers for `deps` and `verify`, [`coalesce`] deploys
-//! only the newest upload in hand per function, [`protection`] guards busy instances from
-//! scale-in, [`lifecycle`] keeps a warm pool's instances from taking work until they are
-//! InService, [`error`] classifies failures ([`sdk_error`] puts SDK errors in plain words)
-//! and [`metrics`] counts what happened.
+//! package will start, [`deploy`] talks to Lambda, [`traffic`] moves the alias (at once, or in
+//! steps with alarm rollback), [`function_url`] keeps the function URL, [`report`] writes
+//! status reports and [`notify`] sends deployment events. Around them: [`sandbox`] runs
+//! locked-down containers for `deps` and `verify`, [`coalesce`] deploys only the newest upload
+//! in hand per function, [`protection`] guards busy instances from scale-in, [`lifecycle`]
+//! keeps a warm pool's instances from taking work until they are InService, [`error`]
+//! classifies failures ([`sdk_error`] puts SDK errors in plain words) and [`metrics`] counts
+//! what happened.
 #![forbid(unsafe_code)]
 
 pub mod artifact;

@@ -166,20 +166,31 @@ pub async fn write(s3: &aws_sdk_s3::Client, status_prefix: &str, report: &Status
 
 /// Reads the report at `bucket`/`key` as JSON, lets `change` edit it, and writes it back;
 /// returns the new report. For the steps of a gradual deploy, which change only the outcome,
-/// `shift`, `error` and `finished_at` of a report a job wrote. A report that cannot be read
-/// (deleted by hand) starts from `{}`: the step's own fields are still recorded.
+/// `shift`, `error` and `finished_at` of a report a job wrote. A report that is gone (deleted
+/// by hand) or not JSON starts from `{}`, so the step's own fields are still recorded; one
+/// that cannot be read now is an error, so that a passing fault never blanks a report.
 pub async fn update(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
     change: impl FnOnce(&mut serde_json::Value),
-) -> Result<serde_json::Value, WriteError> {
+) -> Result<serde_json::Value, String> {
     let mut report = match s3.get_object().bucket(bucket).key(key).send().await {
-        Ok(out) => match out.body.collect().await {
-            Ok(bytes) => serde_json::from_slice(&bytes.into_bytes()).unwrap_or_else(|_| serde_json::json!({})),
-            Err(_) => serde_json::json!({}),
-        },
-        Err(_) => serde_json::json!({}),
+        Ok(out) => {
+            let bytes = out
+                .body
+                .collect()
+                .await
+                .map_err(|e| format!("cannot read the status report s3://{bucket}/{key}: {e}"))?;
+            serde_json::from_slice(&bytes.into_bytes()).unwrap_or_else(|_| serde_json::json!({}))
+        }
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => serde_json::json!({}),
+        Err(e) => {
+            return Err(format!(
+                "cannot read the status report s3://{bucket}/{key}: {}",
+                crate::sdk_error::describe(&e)
+            ))
+        }
     };
     change(&mut report);
     if let Some(map) = report.as_object_mut() {
@@ -187,7 +198,9 @@ pub async fn update(
         map.insert("will_retry".into(), false.into());
     }
     let body = serde_json::to_vec_pretty(&report).expect("JSON always serialises");
-    put(s3, bucket, key, "application/json", body).await?;
+    put(s3, bucket, key, "application/json", body)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(report)
 }
 

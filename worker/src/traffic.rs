@@ -403,29 +403,40 @@ async fn set_alias(
     Ok(())
 }
 
-/// The state of each named alarm that exists (metric and composite alarms alike).
+/// The state of each named alarm that exists, metric or composite. Metric alarms are asked
+/// for first (DescribeAlarms' default type); composite ones only for names not found among
+/// them, because reading composite alarms needs `cloudwatch:DescribeAlarms` on `*` (an IAM
+/// policy scoped to alarm ARNs is refused the whole call; see infra/README.md,
+/// `deploy_alarms_composite`).
 async fn alarm_states(ctx: &Context, names: &[String]) -> Result<HashMap<String, StateValue>, CallError> {
+    let mut states = HashMap::new();
     if names.is_empty() {
-        return Ok(HashMap::new());
+        return Ok(states);
     }
-    let out = ctx
-        .cloudwatch
-        .describe_alarms()
-        .set_alarm_names(Some(names.to_vec()))
-        .alarm_types(AlarmType::MetricAlarm)
-        .alarm_types(AlarmType::CompositeAlarm)
-        .send()
-        .await
-        .map_err(|e| CallError::new(format!("read the state of alarms {names:?}"), e))?;
-    let metric = out
-        .metric_alarms()
-        .iter()
-        .filter_map(|a| Some((a.alarm_name()?.to_owned(), a.state_value()?.clone())));
-    let composite = out
-        .composite_alarms()
-        .iter()
-        .filter_map(|a| Some((a.alarm_name()?.to_owned(), a.state_value()?.clone())));
-    Ok(metric.chain(composite).collect())
+    for kind in [AlarmType::MetricAlarm, AlarmType::CompositeAlarm] {
+        let wanted: Vec<String> = names.iter().filter(|n| !states.contains_key(*n)).cloned().collect();
+        if wanted.is_empty() {
+            break;
+        }
+        let out = ctx
+            .cloudwatch
+            .describe_alarms()
+            .set_alarm_names(Some(wanted.clone()))
+            .alarm_types(kind.clone())
+            .send()
+            .await
+            .map_err(|e| CallError::new(format!("read the state of {} alarms {wanted:?}", kind.as_str()), e))?;
+        let metric = out
+            .metric_alarms()
+            .iter()
+            .filter_map(|a| Some((a.alarm_name()?.to_owned(), a.state_value()?.clone())));
+        let composite = out
+            .composite_alarms()
+            .iter()
+            .filter_map(|a| Some((a.alarm_name()?.to_owned(), a.state_value()?.clone())));
+        states.extend(metric.chain(composite));
+    }
+    Ok(states)
 }
 
 /// Sends `step` to the jobs queue, delayed until it is due (at most [`MAX_DELAY_SECS`] per hop).

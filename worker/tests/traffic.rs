@@ -405,6 +405,16 @@ async fn tripped_alarm_rolls_back_and_an_alarm_on_before_is_ignored_unless_block
     assert_eq!(r["error_class"], "permanent");
     assert!(r["error"].as_str().unwrap().contains("always-broken"), "{r:#}");
     assert_eq!(alias(&aws, "pay", "live").await, ("1".into(), HashMap::new()));
+
+    // An alarm name that does not exist (metric or composite) is named, before traffic moves.
+    let typo = "alias = \"live\"\n[deploy]\nstrategy = \"canary\"\nalarms = [\"pay-erorrs\"]\n";
+    let id = aws.upload(&stack, key, app(4, typo)).await;
+    let r = aws.wait_report(&stack, key, &id, T).await;
+    assert_eq!(r["outcome"], "failed", "{r:#}");
+    assert_eq!(r["error_class"], "permanent");
+    let error = r["error"].as_str().unwrap();
+    assert!(error.contains("pay-erorrs") && error.contains("do not exist"), "{r:#}");
+    assert_eq!(alias(&aws, "pay", "live").await, ("1".into(), HashMap::new()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
