@@ -549,8 +549,9 @@ async fn shift_step(ctx: &Context, message: &Received, step: traffic::Step) -> D
         && manifest::validate_name(&step.function).is_ok()
         && step.report_key.starts_with(&config.status_prefix)
         && (config.allowed_buckets.is_empty() || config.allowed_buckets.contains(&step.report_bucket));
-    if !ours {
-        tracing::warn!(report = %step.report_key, "Removing a shift step for a function or report outside this worker's prefixes.");
+    let well_formed = (1..step.schedule.len()).contains(&step.step) && step.schedule.last() == Some(&100);
+    if !ours || !well_formed {
+        tracing::warn!(report = %step.report_key, step = step.step, schedule = ?step.schedule, "Removing a shift step that is malformed, or for a function or report outside this worker's prefixes.");
         crate::metrics::record_outcome("not-an-event");
         return Disposition::Delete;
     }

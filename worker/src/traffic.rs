@@ -5,10 +5,10 @@
 //! A shift holds no worker slot and no message for its length. Its state lives in two places
 //! any worker can read: the alias itself (`FunctionVersion` is the stable version,
 //! `RoutingConfig.AdditionalVersionWeights` the new version's share; Lambda API reference,
-//! UpdateAlias) and a *step message* on the jobs queue, sent with `DelaySeconds` (at most
-//! 900 s; a longer interval is waited out in several hops, SQS developer guide, "Amazon SQS
-//! delay queues"). Whichever worker receives the step checks the alarms and moves the alias
-//! one step, sends the next step, and deletes its message. A worker killed mid-shift loses
+//! UpdateAlias) and a *step message* on the jobs queue, sent with `DelaySeconds` (SQS allows
+//! up to 900 s, SQS developer guide, "Amazon SQS message timers"; the worker waits at most
+//! [`MAX_DELAY_SECS`] per hop, and a longer interval in several hops). Whichever worker
+//! receives the step checks the alarms and moves the alias one step, sends the next step, and deletes its message. A worker killed mid-shift loses
 //! nothing: the message reappears and another worker takes it.
 //!
 //! Steps are idempotent against the alias: a step message whose shift is no longer on the
@@ -32,8 +32,11 @@ use crate::sdk_error::CallError;
 /// The key that marks a queue message as a step of a shift: `{"auto-lambda-shift-step": …}`.
 pub const STEP_KEY: &str = "auto-lambda-shift-step";
 
-/// The longest delay SQS puts on one message (SendMessage `DelaySeconds`, 0..=900).
-const MAX_DELAY_SECS: u64 = 900;
+/// The longest a step message waits in one hop. SQS allows up to 900 s (SendMessage
+/// `DelaySeconds`); 600 keeps every step message younger than the jobs queue's
+/// oldest-message alarm (infra: 900 s), whether or not SQS ages a message while it is delayed
+/// (ApproximateAgeOfOldestMessage: "the oldest non-deleted message").
+const MAX_DELAY_SECS: u64 = 600;
 
 /// Why traffic could not be moved. Classified in [`crate::error`].
 #[derive(Debug, thiserror::Error)]
@@ -441,12 +444,16 @@ async fn alarm_states(ctx: &Context, names: &[String]) -> Result<HashMap<String,
 
 /// Sends `step` to the jobs queue, delayed until it is due (at most [`MAX_DELAY_SECS`] per hop).
 async fn send_step(ctx: &Context, step: &Step) -> Result<(), CallError> {
-    let wait_ms = step.due_at_ms.saturating_sub(now_ms());
-    let delay = wait_ms.div_ceil(1000).min(MAX_DELAY_SECS) as i32;
     ctx.queue
-        .send(&step.to_body(), delay)
+        .send(&step.to_body(), hop_delay_secs(step.due_at_ms, now_ms()))
         .await
         .map_err(|e| CallError::new(format!("send the next step of the shift of {}", step.function), e))
+}
+
+/// The delay of the next hop towards `due_at_ms`, in whole seconds (rounded up, so a step is
+/// never early), at most [`MAX_DELAY_SECS`].
+fn hop_delay_secs(due_at_ms: u64, now_ms: u64) -> i32 {
+    due_at_ms.saturating_sub(now_ms).div_ceil(1000).min(MAX_DELAY_SECS) as i32
 }
 
 fn now_ms() -> u64 {
@@ -462,6 +469,18 @@ fn rfc3339_ms(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_intervals_are_waited_out_in_hops() {
+        let now = 1_000_000;
+        assert_eq!(hop_delay_secs(now + 3_200, now), 4, "rounded up: never early");
+        assert_eq!(
+            hop_delay_secs(now + 3_600_000, now),
+            600,
+            "an hour: the first of six hops"
+        );
+        assert_eq!(hop_delay_secs(now - 5, now), 0, "overdue: at once");
+    }
 
     #[test]
     fn step_messages_round_trip_and_reject_strangers() {

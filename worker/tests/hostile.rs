@@ -360,6 +360,18 @@ async fn hostile_messages_and_keys() {
     // An object deleted before the worker got to it (never there, as far as S3 is concerned).
     let gone = "0123456789abcdef0123456789abcdef";
     send(event(&stack.bucket, "apps/gone.zip", gone)).await;
+    // Shift steps that are not ours to follow: the marker around something else; a step for a
+    // report outside the status prefix; a step index outside its schedule. None moves anything.
+    send(r#"{"auto-lambda-shift-step": {"function": "x"}}"#.into()).await;
+    let step = |report_key: &str, step: u32| {
+        serde_json::json!({"auto-lambda-shift-step": {"function": "weird-key", "alias": "live",
+            "from_version": "1", "to_version": "1", "strategy": "canary", "schedule": [10, 100],
+            "step": step, "interval_secs": 1, "due_at_ms": 0, "alarms": [], "ignored_alarms": [],
+            "started_at": "2026-11-30T00:00:00.000Z", "report_bucket": stack.bucket, "report_key": report_key}})
+        .to_string()
+    };
+    send(step("apps/weird.json", 1)).await;
+    send(step("status/apps/weird.json", 0)).await;
 
     let r = aws.wait_report(&stack, "apps/gone.zip", gone, T).await;
     assert_eq!(r["outcome"], "failed", "{r:#}");
@@ -370,7 +382,7 @@ async fn hostile_messages_and_keys() {
     })
     .await;
     eventually(T, "non-events counted", || async {
-        worker.metric("auto_lambda_jobs_total{outcome=\"not-an-event\"}").await == 2.0
+        worker.metric("auto_lambda_jobs_total{outcome=\"not-an-event\"}").await == 5.0
     })
     .await;
     assert!(
