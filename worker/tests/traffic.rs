@@ -241,6 +241,37 @@ impl Events {
     }
 }
 
+/// moto with the pipeline, the named alarms (OK), the event destinations, and a worker
+/// sending events to both.
+struct Shifting {
+    stack: Stack,
+    aws: Aws,
+    events: Events,
+    _worker: Worker,
+    _moto: Moto,
+}
+
+impl Shifting {
+    async fn start(name: &str, alarms: &[&str]) -> Shifting {
+        let moto = Moto::start();
+        let stack = moto.bootstrap(name, false);
+        let aws = Aws::new(&stack.endpoint).await;
+        for alarm in alarms {
+            put_alarm(&aws, alarm).await;
+        }
+        let events = Events::create(&aws, name).await;
+        let flags = events.flags();
+        let worker = Worker::spawn(&stack, &flags.iter().map(String::as_str).collect::<Vec<_>>());
+        Shifting {
+            stack,
+            aws,
+            events,
+            _worker: worker,
+            _moto: moto,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn function_url_follows_the_manifest() {
     let moto = Moto::start();
@@ -310,12 +341,7 @@ async fn function_url_follows_the_manifest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn canary_promotes_when_alarms_stay_ok_and_events_say_so() {
-    let moto = Moto::start();
-    let stack = moto.bootstrap("canary", false);
-    let aws = Aws::new(&stack.endpoint).await;
-    put_alarm(&aws, "orders-errors").await;
-    let events = Events::create(&aws, "canary").await;
-    let _worker = Worker::spawn(&stack, &events.flags().iter().map(String::as_str).collect::<Vec<_>>());
+    let Shifting { stack, aws, events, .. } = &Shifting::start("canary", &["orders-errors"]).await;
     let key = "apps/orders.zip";
     let toml = "alias = \"live\"\n[deploy]\nstrategy = \"canary\"\npercent = 25\ninterval_secs = 4\nalarms = [\"orders-errors\"]\n";
 
@@ -356,14 +382,8 @@ async fn canary_promotes_when_alarms_stay_ok_and_events_say_so() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tripped_alarm_rolls_back_and_an_alarm_on_before_is_ignored_unless_blocking() {
     use aws_sdk_cloudwatch::types::StateValue;
-    let moto = Moto::start();
-    let stack = moto.bootstrap("rollback", false);
-    let aws = Aws::new(&stack.endpoint).await;
-    put_alarm(&aws, "pay-errors").await;
-    put_alarm(&aws, "always-broken").await;
-    set_alarm(&aws, "always-broken", StateValue::Alarm).await;
-    let events = Events::create(&aws, "rollback").await;
-    let _worker = Worker::spawn(&stack, &events.flags().iter().map(String::as_str).collect::<Vec<_>>());
+    let Shifting { stack, aws, events, .. } = &Shifting::start("rollback", &["pay-errors", "always-broken"]).await;
+    set_alarm(aws, "always-broken", StateValue::Alarm).await;
     let key = "apps/pay.zip";
     let toml = "alias = \"live\"\n[deploy]\nstrategy = \"linear\"\npercent = 20\ninterval_secs = 3\nalarms = [\"pay-errors\", \"always-broken\"]\n";
     let id = aws.upload(&stack, key, app(1, toml)).await;
