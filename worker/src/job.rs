@@ -572,9 +572,10 @@ async fn shift_step(ctx: &Context, message: &Received, step: traffic::Step) -> D
                 r["outcome"] = Outcome::Failed.as_str().into();
                 r["error"] = error.into();
                 r["error_class"] = "permanent".into();
+                true
             })
             .await;
-            if let Ok(report) = updated {
+            if let Ok(Some(report)) = updated {
                 ctx.notifier.publish(Outcome::Failed.as_str(), &report).await;
             }
             return Disposition::Delete;
@@ -584,11 +585,30 @@ async fn shift_step(ctx: &Context, message: &Received, step: traffic::Step) -> D
             return retry();
         }
     };
+    // A shift found already ended is put on record only if its report missed the end (the
+    // worker stopped between moving the alias and writing the report); after a recorded end,
+    // a duplicate step changes nothing.
+    let mut only_if_unrecorded = false;
     let (outcome, status, error, event) = match advanced {
         Advanced::Deferred => return Disposition::Delete,
-        Advanced::Nothing(why) => {
+        Advanced::Duplicate(why) => {
             tracing::info!(%why, "Nothing to do for this shift step.");
             return Disposition::Delete;
+        }
+        Advanced::Ended { promoted, status } => {
+            only_if_unrecorded = true;
+            let error = (!promoted).then(|| {
+                format!(
+                    "the {} deploy ended with all traffic back on version {} (rolled back by an alarm, or by hand)",
+                    status.strategy, status.from_version
+                )
+            });
+            let outcome = if promoted {
+                Outcome::Deployed
+            } else {
+                Outcome::RolledBack
+            };
+            (outcome, status, error, outcome.as_str())
         }
         Advanced::Stepped(status) => (Outcome::Shifting, status, None, "shift-stepped"),
         Advanced::Promoted(status) => (Outcome::Deployed, status, None, "deployed"),
@@ -610,18 +630,27 @@ async fn shift_step(ctx: &Context, message: &Received, step: traffic::Step) -> D
             (Outcome::StaleSkipped, status, Some(error), "stale-skipped")
         }
     };
-    if outcome != Outcome::Shifting {
-        crate::metrics::record_outcome(outcome.as_str());
-    }
+    let to_version = status.to_version.clone();
     let shift = serde_json::to_value(&status).expect("a shift status always serialises");
     let updated = report::update(&ctx.s3, &bucket, &key, |r| {
+        let unrecorded = r["outcome"] == Outcome::Shifting.as_str() && r["shift"]["to_version"] == to_version.as_str();
+        if only_if_unrecorded && !unrecorded {
+            return false;
+        }
         r["outcome"] = outcome.as_str().into();
         r["shift"] = shift;
         r["error"] = error.into();
+        true
     })
     .await;
     match updated {
-        Ok(report) => ctx.notifier.publish(event, &report).await,
+        Ok(Some(report)) => {
+            if outcome != Outcome::Shifting {
+                crate::metrics::record_outcome(outcome.as_str());
+            }
+            ctx.notifier.publish(event, &report).await;
+        }
+        Ok(None) => tracing::info!("This shift had already ended, and its report says so."),
         // The alias has moved: the step is done even if its report is not.
         Err(err) => tracing::warn!(error = %err, "Cannot update the status report of the shift."),
     }

@@ -164,8 +164,8 @@ pub async fn write(s3: &aws_sdk_s3::Client, status_prefix: &str, report: &Status
     Ok(key)
 }
 
-/// Reads the report at `bucket`/`key` as JSON, lets `change` edit it, and writes it back;
-/// returns the new report. For the steps of a gradual deploy, which change only the outcome,
+/// Reads the report at `bucket`/`key` as JSON, lets `change` edit it, and writes it back
+/// unless `change` returns false; returns the new report, or `None` when nothing was written. For the steps of a gradual deploy, which change only the outcome,
 /// `shift`, `error` and `finished_at` of a report a job wrote. A report that is gone (deleted
 /// by hand) or not JSON starts from `{}`, so the step's own fields are still recorded; one
 /// that cannot be read now is an error, so that a passing fault never blanks a report.
@@ -173,8 +173,8 @@ pub async fn update(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
-    change: impl FnOnce(&mut serde_json::Value),
-) -> Result<serde_json::Value, String> {
+    change: impl FnOnce(&mut serde_json::Value) -> bool,
+) -> Result<Option<serde_json::Value>, String> {
     let mut report = match s3.get_object().bucket(bucket).key(key).send().await {
         Ok(out) => {
             let bytes = out
@@ -192,7 +192,9 @@ pub async fn update(
             ))
         }
     };
-    change(&mut report);
+    if !change(&mut report) {
+        return Ok(None);
+    }
     if let Some(map) = report.as_object_mut() {
         map.insert("finished_at".into(), now_rfc3339().into());
         map.insert("will_retry".into(), false.into());
@@ -201,7 +203,7 @@ pub async fn update(
     put(s3, bucket, key, "application/json", body)
         .await
         .map_err(|e| e.to_string())?;
-    Ok(report)
+    Ok(Some(report))
 }
 
 /// Stores the whole build log of `source` beside its report (`text/plain; charset=utf-8`);

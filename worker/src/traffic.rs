@@ -221,8 +221,13 @@ pub async fn release(
 pub enum Advanced {
     /// Not due yet: sent on with the rest of the delay.
     Deferred,
-    /// The step was applied before (a duplicate message), or the shift already ended here.
-    Nothing(String),
+    /// The step was applied before (a duplicate message): nothing to do.
+    Duplicate(String),
+    /// The shift had already ended on the alias: `promoted` (it serves `to_version` alone) or
+    /// not (it serves `from_version` alone: rolled back, by an alarm or by hand). Usually a
+    /// duplicate message; after a crash between moving the alias and writing the report, the
+    /// report still says `shifting`, and the caller puts the end on record.
+    Ended { promoted: bool, status: ShiftStatus },
     /// The alias moved on; the status tells where.
     Stepped(ShiftStatus),
     /// All traffic is on the new version.
@@ -254,7 +259,7 @@ pub async fn advance(ctx: &Context, mut step: Step) -> Result<Advanced, ShiftErr
         (true, Some(weight)) => {
             let expected = f64::from(step.schedule.get(applied).copied().unwrap_or(100));
             if weight * 100.0 > expected + 0.5 {
-                return Ok(Advanced::Nothing(format!(
+                return Ok(Advanced::Duplicate(format!(
                     "step {} of the shift to version {} was already applied",
                     step.step, step.to_version
                 )));
@@ -263,10 +268,12 @@ pub async fn advance(ctx: &Context, mut step: Step) -> Result<Advanced, ShiftErr
         _ if current.weights.is_empty()
             && (current.version == step.to_version || current.version == step.from_version) =>
         {
-            return Ok(Advanced::Nothing(format!(
-                "the shift to version {} already ended (the alias serves version {} alone)",
-                step.to_version, current.version
-            )));
+            let promoted = current.version == step.to_version;
+            let mut status = step.status(step.schedule.len() - 1, None);
+            if !promoted {
+                status.percent = 0;
+            }
+            return Ok(Advanced::Ended { promoted, status });
         }
         _ => {
             return Ok(Advanced::Superseded {

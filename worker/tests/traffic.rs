@@ -470,8 +470,48 @@ async fn shift_survives_a_killed_worker_and_a_newer_upload_supersedes_it() {
     assert_eq!(r4["shift"]["to_version"], "4");
     let r3 = wait_outcome(&aws, &stack, key, &id3, "stale-skipped").await;
     assert!(r3["error"].as_str().unwrap().contains("superseded"), "{r3:#}");
-    wait_outcome(&aws, &stack, key, &id4, "deployed").await;
+    let done = wait_outcome(&aws, &stack, key, &id4, "deployed").await;
     assert_eq!(alias(&aws, "cart", "live").await, ("4".into(), HashMap::new()));
+
+    // A worker that stopped after promoting but before writing the report: the report still
+    // says shifting, and the last step's message comes back. It puts the end on record; the
+    // same message once more changes nothing.
+    let report_key = format!("status/{key}/{id4}.json");
+    let mut stale = done.clone();
+    stale["outcome"] = "shifting".into();
+    aws.s3
+        .put_object()
+        .bucket(&stack.bucket)
+        .key(&report_key)
+        .body(serde_json::to_vec(&stale).unwrap().into())
+        .send()
+        .await
+        .unwrap();
+    let step = serde_json::json!({"auto-lambda-shift-step": {"function": "cart", "alias": "live",
+        "from_version": "2", "to_version": "4", "strategy": "linear", "schedule": [30, 60, 90, 100],
+        "step": 3, "interval_secs": 3, "due_at_ms": 0, "alarms": [], "ignored_alarms": [],
+        "started_at": done["shift"]["started_at"], "report_bucket": stack.bucket, "report_key": report_key}})
+    .to_string();
+    let send = || {
+        aws.sqs
+            .send_message()
+            .queue_url(&stack.queue_url)
+            .message_body(&step)
+            .send()
+    };
+    send().await.unwrap();
+    let fixed = wait_outcome(&aws, &stack, key, &id4, "deployed").await;
+    assert_eq!(fixed["shift"]["percent"], 100, "{fixed:#}");
+    send().await.unwrap();
+    eventually(T, "the duplicate taken", || async {
+        aws.queue_counts(&stack.queue_url).await == (0, 0)
+    })
+    .await;
+    let after = aws.wait_report_any(&stack, key, &id4, T).await;
+    assert_eq!(
+        after["finished_at"], fixed["finished_at"],
+        "a duplicate after the end writes nothing"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
