@@ -63,6 +63,15 @@ step "Uploading examples/python-hello as apps/python-hello.zip"
 step "Uploading examples/python-native: a C extension compiled in the build container"
 "$bin/auto-lambda" push --bucket "$bucket" --wait --timeout 180 examples/python-native
 
+step "A canary behind a function URL: examples/python-canary, then a change to it"
+# The first version has nothing to shift from; the change moves 50 % of the traffic on alias
+# live to the new version for 3 s, then all of it (push --wait follows the shift).
+"$bin/auto-lambda" push --bucket "$bucket" --wait --timeout 60 examples/python-canary
+changed="$state/python-canary"
+rm -rf "$changed" && cp -r examples/python-canary "$changed"
+sed -i 's/^VERSION = 1$/VERSION = 2/' "$changed/app.py"
+"$bin/auto-lambda" push --bucket "$bucket" --key apps/python-canary.zip --wait --timeout 60 "$changed"
+
 step "Backlog metrics the publisher put in CloudWatch"
 "$py" - "$endpoint" <<'PY'
 import sys, time, boto3

@@ -172,6 +172,7 @@ async fn every_pure_example_deploys_as_it_is() {
     let _worker = Worker::spawn(&stack, &[]);
     for (example, runtime) in [
         ("python-hello", "python3.13"),
+        ("python-canary", "python3.13"),
         ("node-hello", "nodejs20.x"),
         ("provided-bootstrap", "provided.al2023"),
     ] {
