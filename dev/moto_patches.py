@@ -33,6 +33,11 @@ TestLambdaTags::test_tag_lifecycle, TestLambdaVersions::test_publish_with_wrong_
 aws/aws-sdk#377 (an UpdateFunctionConfiguration reply's RevisionId is stale once the update
 completes).
 
+- AddPermission with a StatementId the function's (or the qualifier's) policy already has is
+  refused as AWS does: HTTP 409 ResourceConflictException, "The statement id (…) provided
+  already exists" (Lambda API reference, AddPermission: StatementId "unique within the
+  policy"). moto 5.2.5 appended a second statement with the same id.
+
 Left as moto has it: AddPermission/RemovePermission check moto's own policy revision (on AWS
 the policy's RevisionId is the function's, and a permission change gives the function a new
 one); a version's and an alias's RevisionId do not change with their permissions; replies say
@@ -96,7 +101,7 @@ def _errors():
                 "Please try again with the CodeSHA256 in $LATEST.",
             )
 
-    return PreconditionFailed, CodeSha256Mismatch
+    return PreconditionFailed, CodeSha256Mismatch, LambdaUserError
 
 
 def apply():
@@ -111,7 +116,7 @@ def apply():
 
     if getattr(models.LambdaFunction, "_auto_lambda_patched", False):
         return
-    PreconditionFailed, CodeSha256Mismatch = _errors()
+    PreconditionFailed, CodeSha256Mismatch, LambdaUserError = _errors()
 
     def require_revision(given, current):
         if given and given != current:
@@ -241,6 +246,33 @@ def apply():
             alias = original(self, *args, **kwargs)
             alias.revision_id = str(uuid.uuid4())
             return alias
+
+    # --- Permissions: a statement id is unique per policy (function or qualifier). ---
+
+    from moto.awslambda import policy as lambda_policy
+
+    class StatementIdTaken(LambdaUserError):
+        code = 409
+
+        def __init__(self, sid):
+            super().__init__(
+                "ResourceConflictException",
+                f"The statement id ({sid}) provided already exists. Please provide a new statement id, "
+                "or remove the existing statement.",
+            )
+
+    @wraps(lambda_policy.Policy, "add_statement")
+    def add_statement_unique(original, self, raw, qualifier=None):
+        with _LOCK:
+            wanted = json.loads(raw).get("StatementId")
+            resource_suffix = f":{qualifier}" if qualifier else ""
+            for existing in self.statements:
+                # moto keeps one list per function; the qualifier is the Resource's suffix.
+                resource = existing.get("Resource", "")
+                same_policy = resource.endswith(resource_suffix) if qualifier else resource.count(":") == 6
+                if existing.get("Sid") == wanted and same_policy:
+                    raise StatementIdTaken(wanted)
+            return original(self, raw, qualifier)
 
     models.LambdaFunction._auto_lambda_patched = True
     _add_complete_lifecycle_action()

@@ -198,6 +198,22 @@ class PatchedMoto(unittest.TestCase):
                             RevisionId=created["RevisionId"])
         self.assertEqual(self.lam.get_alias(FunctionName=name, Name="live")["FunctionVersion"], "2")
 
+    def test_a_statement_id_is_unique_per_policy(self):
+        name, _ = self.create()
+        self.lam.publish_version(FunctionName=name)
+        self.lam.create_alias(FunctionName=name, Name="live", FunctionVersion="1")
+        grant = dict(FunctionName=name, StatementId="public", Action="lambda:InvokeFunctionUrl",
+                     Principal="*", FunctionUrlAuthType="NONE")
+        self.lam.add_permission(Qualifier="live", **grant)
+        self.assert_refused(self.lam.add_permission, code="ResourceConflictException", status=409,
+                            message="The statement id (public) provided already exists",
+                            Qualifier="live", **grant)
+        # The function's own policy is another policy: the same id is free there.
+        self.lam.add_permission(**grant)
+        # Removed, the id is free again.
+        self.lam.remove_permission(FunctionName=name, Qualifier="live", StatementId="public")
+        self.lam.add_permission(Qualifier="live", **grant)
+
     def test_complete_lifecycle_action_validates_group_hook_and_instance(self):
         # moto has no CompleteLifecycleAction; the patch validates it as AWS does.
         kw = dict(endpoint_url=self.endpoint, region_name=REGION,

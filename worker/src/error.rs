@@ -21,6 +21,7 @@ use crate::event::EventError;
 use crate::manifest::ManifestError;
 use crate::package::PackageError;
 use crate::sandbox::ContainerError;
+use crate::sdk_error::CallError;
 use crate::traffic::ShiftError;
 use crate::verify::VerifyError;
 
@@ -148,8 +149,8 @@ impl JobError {
                 VerifyError::Zip(_) => Permanent,
             },
             JobError::Deploy(e) => deploy(e),
-            JobError::Call(e) | JobError::Shift(ShiftError::Call(e)) if e.transient => Transient,
-            JobError::Call(_) | JobError::Shift(_) => Permanent,
+            JobError::Call(e) | JobError::Shift(ShiftError::Call(e)) => call(e),
+            JobError::Shift(ShiftError::MissingAlarms { .. } | ShiftError::Blocked(_)) => Permanent,
             JobError::WorkDir(source) => io(source),
             JobError::Interrupted | JobError::DeadlineExceeded { .. } | JobError::Panicked(_) => Transient,
         }
@@ -179,6 +180,30 @@ fn package(e: &PackageError) -> Class {
         PackageError::Read { source, .. } | PackageError::Write(source) => io(source),
         PackageError::Zip(zip::result::ZipError::Io(source)) => io(source),
         PackageError::Zip(_) | PackageError::NotUtf8(_) | PackageError::TooLarge { .. } => Class::Permanent,
+    }
+}
+
+/// Service error codes that pass by themselves on the calls of [`CallError`]: a throttle, a
+/// service fault, a concurrent change (Lambda's ResourceConflictException while a function or
+/// alias is being updated, or an AddPermission racing another; PreconditionFailedException
+/// when another worker changed the alias first: re-read and try again).
+const RETRYABLE_CODES: &[&str] = &[
+    "TooManyRequestsException",
+    "ThrottlingException",
+    "Throttling",
+    "ServiceException",
+    "ServiceUnavailable",
+    "InternalFailure",
+    "InternalError",
+    "ResourceConflictException",
+    "PreconditionFailedException",
+];
+
+fn call(e: &CallError) -> Class {
+    if e.unanswered || e.code.as_deref().is_some_and(|c| RETRYABLE_CODES.contains(&c)) {
+        Class::Transient
+    } else {
+        Class::Permanent
     }
 }
 

@@ -14,9 +14,9 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_lambda::operation::add_permission::AddPermissionError;
 use aws_sdk_lambda::operation::delete_function_url_config::DeleteFunctionUrlConfigError;
 use aws_sdk_lambda::operation::get_function_url_config::{GetFunctionUrlConfigError, GetFunctionUrlConfigOutput};
+use aws_sdk_lambda::operation::get_policy::GetPolicyError;
 use aws_sdk_lambda::operation::remove_permission::RemovePermissionError;
 use aws_sdk_lambda::types::{Cors, FunctionUrlAuthType};
 
@@ -159,7 +159,41 @@ async fn remove(lambda: &aws_sdk_lambda::Client, function: &str, qualifier: &str
     revoke_public(lambda, function, qualifier).await
 }
 
+/// The statement ids in the resource-based policy of `function:qualifier` (none when it has no
+/// policy).
+async fn statement_ids(
+    lambda: &aws_sdk_lambda::Client,
+    function: &str,
+    qualifier: &str,
+) -> Result<Vec<String>, CallError> {
+    let policy = match lambda
+        .get_policy()
+        .function_name(function)
+        .qualifier(qualifier)
+        .send()
+        .await
+    {
+        Ok(out) => out.policy.unwrap_or_default(),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(GetPolicyError::is_resource_not_found_exception) =>
+        {
+            return Ok(Vec::new())
+        }
+        Err(e) => return Err(CallError::new(format!("read the policy of {function}:{qualifier}"), e)),
+    };
+    let policy: serde_json::Value = serde_json::from_str(&policy).unwrap_or_default();
+    Ok(policy["Statement"]
+        .as_array()
+        .map(|s| s.iter().filter_map(|s| s["Sid"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default())
+}
+
+/// Adds the public grants the policy lacks. A statement id taken meanwhile (AddPermission's
+/// ResourceConflictException also means "another operation is in progress") is transient:
+/// the job reads the policy again on its next attempt.
 async fn allow_public(lambda: &aws_sdk_lambda::Client, function: &str, qualifier: &str) -> Result<(), CallError> {
+    let have = statement_ids(lambda, function, qualifier).await?;
     let grants = [
         lambda
             .add_permission()
@@ -179,25 +213,24 @@ async fn allow_public(lambda: &aws_sdk_lambda::Client, function: &str, qualifier
             .invoked_via_function_url(true),
     ];
     for grant in grants {
-        match grant.send().await {
-            Ok(_) => {}
-            // The statement id is taken: granted on an earlier deploy.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(AddPermissionError::is_resource_conflict_exception) => {}
-            Err(e) => {
-                return Err(CallError::new(
-                    format!("allow public invoke of {function}:{qualifier}'s URL"),
-                    e,
-                ))
-            }
+        if grant.get_statement_id().as_ref().is_some_and(|id| have.contains(id)) {
+            continue;
         }
+        grant
+            .send()
+            .await
+            .map_err(|e| CallError::new(format!("allow public invoke of {function}:{qualifier}'s URL"), e))?;
     }
     Ok(())
 }
 
+/// Removes the public grants the worker made; ones already gone are fine.
 async fn revoke_public(lambda: &aws_sdk_lambda::Client, function: &str, qualifier: &str) -> Result<(), CallError> {
+    let have = statement_ids(lambda, function, qualifier).await?;
     for statement in [STATEMENT_URL, STATEMENT_INVOKE] {
+        if !have.iter().any(|s| s == statement) {
+            continue;
+        }
         match lambda
             .remove_permission()
             .function_name(function)

@@ -25,7 +25,7 @@ use crate::manifest::{self, FunctionSpec};
 use crate::package::{self, Package};
 use crate::queue::{self, Queue, Received};
 use crate::report::{self, Outcome, Source, StatusReport};
-use crate::traffic::{self, Advanced, ShiftStatus};
+use crate::traffic::{self, ShiftStatus, Step};
 
 /// Tag on each function: the ordering token of the upload it runs (see [`order_token`]).
 pub const TAG_ORDER: &str = "auto-lambda:order";
@@ -69,7 +69,7 @@ pub async fn handle(ctx: &Context, message: &Received) -> Disposition {
             tracing::info!(%reason, "Ignoring message.");
             return Disposition::Delete;
         }
-        Ok(Notification::ShiftStep(step)) => return shift_step(ctx, message, *step).await,
+        Ok(Notification::ShiftStep(step)) => return traffic::work_step(ctx, message, *step).await,
         Err(err) => {
             // No upload to report on: the log and the metric are the report. Retrying cannot help.
             tracing::warn!(error = %err, body = %truncate(&message.body, 200), "Removing a message that is not an S3 event.");
@@ -142,7 +142,8 @@ struct Done {
     build_log: Option<String>,
     checks: crate::verify::Checks,
     url: Option<String>,
-    shift: Option<ShiftStatus>,
+    /// A gradual deploy started (or resumed), and its first step, sent once the report is.
+    shift: Option<(ShiftStatus, Step)>,
 }
 
 impl Done {
@@ -281,6 +282,7 @@ async fn work_object(ctx: &Context, message: &Received, object: &ObjectCreated) 
     let mut report = blank_report(object, message);
     let mut disposition = Disposition::Delete;
     let mut build_log = None;
+    let mut first_step = None;
     match result {
         Ok(done) => {
             report.outcome = done.outcome;
@@ -289,7 +291,10 @@ async fn work_object(ctx: &Context, message: &Received, object: &ObjectCreated) 
             report.version = done.version;
             report.alias = done.spec.alias.clone();
             report.url = done.url;
-            report.shift = done.shift;
+            if let Some((status, step)) = done.shift {
+                report.shift = Some(status);
+                first_step = Some(step);
+            }
             report.code_sha256 = Some(done.package.code_sha256.clone());
             report.package_bytes = Some(done.package.size);
             report.error = done.note;
@@ -342,6 +347,17 @@ async fn work_object(ctx: &Context, message: &Received, object: &ObjectCreated) 
     match write_report(ctx, &report).await {
         Ok(key) => {
             tracing::debug!(%key, "Status report written.");
+            // A gradual deploy's first step goes out only now, so that no step finds the
+            // report missing; if it cannot, the job runs again and resumes the shift.
+            if let Some(step) = &first_step {
+                if let Err(err) = traffic::send_first(ctx, step).await {
+                    tracing::warn!(error = %err, "Cannot send the first step of the shift; the upload will be retried.");
+                    return Disposition::RetryAfter(queue::retry_delay(
+                        ctx.config.retry_base_secs,
+                        message.receive_count,
+                    ));
+                }
+            }
             if !report.will_retry {
                 let json = serde_json::to_value(&report).expect("a report always serialises");
                 let event = match report.outcome {
@@ -466,7 +482,16 @@ async fn deploy_if_newer(
         if let Some(note) = newer_deployed(state, &ours, object) {
             return Ok(Done::stale(spec, package, Some(state.arn.clone()), note));
         }
+        if state.tags.get(traffic::TAG_ROLLED_BACK) == Some(&ours) {
+            // A redelivered event of an upload an alarm rolled back: never shift to it again.
+            let note = "this upload's gradual deploy was rolled back by an alarm; upload it again to retry".to_owned();
+            let mut done = Done::stale(spec, package, Some(state.arn.clone()), note);
+            done.outcome = Outcome::RolledBack;
+            return Ok(done);
+        }
     }
+    // Before anything changes: a missing alarm, or one that blocks, stops the deploy here.
+    let ignored = traffic::check_alarms(ctx, &spec).await?;
     let source = tag_value(&format!(
         "{}#{}",
         object.key,
@@ -479,6 +504,7 @@ async fn deploy_if_newer(
         .is_some_and(|state| state.tags.get(TAG_ORDER) == Some(&ours) && state.tags.get(TAG_SOURCE) == Some(&source));
     let tags_before = current.as_ref().map(|s| s.tags.clone()).unwrap_or_default();
     let mut tags = HashMap::new();
+    let ours_token = ours.clone();
     tags.insert(TAG_ORDER.to_owned(), ours);
     tags.insert(TAG_SOURCE.to_owned(), source);
     let code = if package.size > ctx.config.inline_max_bytes {
@@ -507,14 +533,32 @@ async fn deploy_if_newer(
         &tags,
     )
     .await?;
-    let shift = match &deployment.version {
+    // A shift must be the job's last change, so that no failure after it leaves a shift
+    // running under a `failed` report: the URL (on the alias, whatever version that serves)
+    // goes first, unless the alias does not exist yet; then the release creates it, and no
+    // shift starts (there is nothing to shift from).
+    let url_first = match &spec.alias {
+        Some(alias) if spec.url.is_some() => traffic::alias_exists(ctx, &spec.name, alias).await?,
+        _ => true,
+    };
+    let mut url = None;
+    if url_first {
+        url = crate::function_url::reconcile(&ctx.lambda, &spec, &deployment.function_arn, &tags_before).await?;
+    }
+    let released = match &deployment.version {
         Some(version) => {
             let report_key = report::key_for(&ctx.config.status_prefix, &Source::from(object));
-            traffic::release(ctx, &spec, version, &object.bucket, &report_key).await?
+            traffic::release(ctx, &spec, version, ignored, &ours_token, &object.bucket, &report_key).await?
         }
-        None => None,
+        None => traffic::Released {
+            shift: None,
+            note: None,
+        },
     };
-    let url = crate::function_url::reconcile(&ctx.lambda, &spec, &deployment.function_arn, &tags_before).await?;
+    if !url_first {
+        url = crate::function_url::reconcile(&ctx.lambda, &spec, &deployment.function_arn, &tags_before).await?;
+    }
+    let shift = released.shift;
     let outcome = match deployment.change {
         _ if shift.is_some() => Outcome::Shifting,
         Change::Created | Change::Updated => Outcome::Deployed,
@@ -525,7 +569,7 @@ async fn deploy_if_newer(
         outcome,
         arn: Some(deployment.function_arn),
         version: deployment.version,
-        note: None,
+        note: released.note,
         spec,
         package,
         dependencies: None,
@@ -537,124 +581,6 @@ async fn deploy_if_newer(
         url,
         shift,
     })
-}
-
-/// Works one step of a gradual deploy, then updates the upload's status report and sends the
-/// event. A transient failure lets the message come back; a permanent one ends the shift
-/// where it is, reported `failed`.
-#[tracing::instrument(skip_all, fields(message_id = %message.message_id, function = %step.function, step = step.step))]
-async fn shift_step(ctx: &Context, message: &Received, step: traffic::Step) -> Disposition {
-    let config = &ctx.config;
-    let ours = step.function.starts_with(&config.function_prefix)
-        && manifest::validate_name(&step.function).is_ok()
-        && step.report_key.starts_with(&config.status_prefix)
-        && (config.allowed_buckets.is_empty() || config.allowed_buckets.contains(&step.report_bucket));
-    let well_formed = (1..step.schedule.len()).contains(&step.step) && step.schedule.last() == Some(&100);
-    if !ours || !well_formed {
-        tracing::warn!(report = %step.report_key, step = step.step, schedule = ?step.schedule, "Removing a shift step that is malformed, or for a function or report outside this worker's prefixes.");
-        crate::metrics::record_outcome("not-an-event");
-        return Disposition::Delete;
-    }
-    let retry = || Disposition::RetryAfter(queue::retry_delay(config.retry_base_secs, message.receive_count));
-    let (bucket, key) = (step.report_bucket.clone(), step.report_key.clone());
-    let advanced = match tokio::time::timeout(config.job_timeout(), traffic::advance(ctx, step)).await {
-        Ok(Ok(advanced)) => advanced,
-        Ok(Err(err)) => {
-            let err = JobError::from(err);
-            if err.class() == Class::Transient {
-                tracing::warn!(error = %err, "Shift step failed; will retry.");
-                return retry();
-            }
-            tracing::warn!(error = %err, "Shift step failed permanently; the shift stops where it is.");
-            crate::metrics::record_outcome("failed");
-            let error = err.to_string();
-            let updated = report::update(&ctx.s3, &bucket, &key, |r| {
-                r["outcome"] = Outcome::Failed.as_str().into();
-                r["error"] = error.into();
-                r["error_class"] = "permanent".into();
-                true
-            })
-            .await;
-            if let Ok(Some(report)) = updated {
-                ctx.notifier.publish(Outcome::Failed.as_str(), &report).await;
-            }
-            return Disposition::Delete;
-        }
-        Err(_) => {
-            tracing::warn!("Shift step did not finish within the job timeout; will retry.");
-            return retry();
-        }
-    };
-    // A shift found already ended is put on record only if its report missed the end (the
-    // worker stopped between moving the alias and writing the report); after a recorded end,
-    // a duplicate step changes nothing.
-    let mut only_if_unrecorded = false;
-    let (outcome, status, error, event) = match advanced {
-        Advanced::Deferred => return Disposition::Delete,
-        Advanced::Duplicate(why) => {
-            tracing::info!(%why, "Nothing to do for this shift step.");
-            return Disposition::Delete;
-        }
-        Advanced::Ended { promoted, status } => {
-            only_if_unrecorded = true;
-            let error = (!promoted).then(|| {
-                format!(
-                    "the {} deploy ended with all traffic back on version {} (rolled back by an alarm, or by hand)",
-                    status.strategy, status.from_version
-                )
-            });
-            let outcome = if promoted {
-                Outcome::Deployed
-            } else {
-                Outcome::RolledBack
-            };
-            (outcome, status, error, outcome.as_str())
-        }
-        Advanced::Stepped(status) => (Outcome::Shifting, status, None, "shift-stepped"),
-        Advanced::Promoted(status) => (Outcome::Deployed, status, None, "deployed"),
-        Advanced::RolledBack { status, alarms } => {
-            let error = format!(
-                "alarm {} went into ALARM during the {} deploy: all traffic went back to version {}",
-                alarms.join(", "),
-                status.strategy,
-                status.from_version
-            );
-            (Outcome::RolledBack, status, Some(error), "rolled-back")
-        }
-        Advanced::Superseded { status, alias_version } => {
-            let error = format!(
-                "superseded during its {} deploy: the alias now serves {alias_version} (a newer upload, or a change by hand)",
-                status.strategy
-            );
-            crate::metrics::record_shift("superseded");
-            (Outcome::StaleSkipped, status, Some(error), "stale-skipped")
-        }
-    };
-    let to_version = status.to_version.clone();
-    let shift = serde_json::to_value(&status).expect("a shift status always serialises");
-    let updated = report::update(&ctx.s3, &bucket, &key, |r| {
-        let unrecorded = r["outcome"] == Outcome::Shifting.as_str() && r["shift"]["to_version"] == to_version.as_str();
-        if only_if_unrecorded && !unrecorded {
-            return false;
-        }
-        r["outcome"] = outcome.as_str().into();
-        r["shift"] = shift;
-        r["error"] = error.into();
-        true
-    })
-    .await;
-    match updated {
-        Ok(Some(report)) => {
-            if outcome != Outcome::Shifting {
-                crate::metrics::record_outcome(outcome.as_str());
-            }
-            ctx.notifier.publish(event, &report).await;
-        }
-        Ok(None) => tracing::info!("This shift had already ended, and its report says so."),
-        // The alias has moved: the step is done even if its report is not.
-        Err(err) => tracing::warn!(error = %err, "Cannot update the status report of the shift."),
-    }
-    Disposition::Delete
 }
 
 /// The ordering token of an upload. S3's `sequencer` orders events for one key; it is hex of

@@ -90,6 +90,7 @@ pub enum UrlAuth {
 }
 
 impl UrlAuth {
+    /// As Lambda spells it (`FunctionUrlAuthType`): `NONE`, `AWS_IAM`.
     pub fn as_str(self) -> &'static str {
         match self {
             UrlAuth::None => "NONE",
@@ -112,7 +113,8 @@ pub struct UrlSpec {
 }
 
 /// How traffic moves from the alias's version to a new one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Strategy {
     /// The alias moves in one step (the default).
     AllAtOnce,
@@ -123,6 +125,7 @@ pub enum Strategy {
 }
 
 impl Strategy {
+    /// As lambda.toml spells it: `all-at-once`, `canary`, `linear`.
     pub fn as_str(self) -> &'static str {
         match self {
             Strategy::AllAtOnce => "all-at-once",
@@ -463,6 +466,12 @@ fn resolve_deploy(t: DeployTable) -> Result<DeploySpec, ManifestError> {
             format!("`{bad}` is not an alarm name (1 to 255 characters)"),
         ));
     }
+    if strategy == Strategy::AllAtOnce && (!t.alarms.is_empty() || t.block_on_alarm.is_some()) {
+        return Err(invalid(
+            "deploy.alarms",
+            "are read only during a gradual deploy: set `strategy = \"canary\"` or `\"linear\"`, or remove them",
+        ));
+    }
     Ok(DeploySpec {
         strategy,
         percent,
@@ -715,6 +724,7 @@ mod tests {
                 "deploy.percent",
             ),
             ("alias = \"live\"\n[deploy]\ninterval_secs = 0", "deploy.interval_secs"),
+            ("alias = \"live\"\n[deploy]\nalarms = [\"errors\"]", "gradual deploy"),
         ] {
             let err = resolve(parse(toml).unwrap(), dir.path(), "f", "", &Defaults::default())
                 .unwrap_err()

@@ -153,13 +153,13 @@ async fn publish(
     Ok(())
 }
 
-/// SNS subjects: at most 100 printable ASCII characters, no line breaks (API reference,
+/// SNS subjects: printable ASCII, no line breaks, "less than 100 characters" (API reference,
 /// Publish: "Subject").
 fn subject(function: &str, event: &str) -> String {
     format!("auto-lambda: {function} {event}")
         .chars()
         .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '_' })
-        .take(100)
+        .take(99)
         .collect()
 }
 
@@ -171,7 +171,7 @@ mod tests {
     fn subjects_fit_sns() {
         assert_eq!(subject("orders", "deployed"), "auto-lambda: orders deployed");
         let long = subject(&"f".repeat(200), "rolled-back");
-        assert_eq!(long.len(), 100);
+        assert_eq!(long.len(), 99);
         assert_eq!(subject("é\n", "failed"), "auto-lambda: __ failed");
     }
 }

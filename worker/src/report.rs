@@ -166,9 +166,10 @@ pub async fn write(s3: &aws_sdk_s3::Client, status_prefix: &str, report: &Status
 
 /// Reads the report at `bucket`/`key` as JSON, lets `change` edit it, and writes it back
 /// unless `change` returns false; returns the new report, or `None` when nothing was written. For the steps of a gradual deploy, which change only the outcome,
-/// `shift`, `error` and `finished_at` of a report a job wrote. A report that is gone (deleted
-/// by hand) or not JSON starts from `{}`, so the step's own fields are still recorded; one
-/// that cannot be read now is an error, so that a passing fault never blanks a report.
+/// `shift`, `error` and `finished_at` of a report a job wrote (the job writes it before it
+/// sends the first step). A report that cannot be read is an error, never a blank start: on
+/// AWS a missing key reads as AccessDenied without `s3:ListBucket`, and a passing fault must
+/// not wipe a report's fields. One that is not JSON (written by hand) starts from `{}`.
 pub async fn update(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
@@ -184,7 +185,6 @@ pub async fn update(
                 .map_err(|e| format!("cannot read the status report s3://{bucket}/{key}: {e}"))?;
             serde_json::from_slice(&bytes.into_bytes()).unwrap_or_else(|_| serde_json::json!({}))
         }
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => serde_json::json!({}),
         Err(e) => {
             return Err(format!(
                 "cannot read the status report s3://{bucket}/{key}: {}",

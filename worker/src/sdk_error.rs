@@ -48,47 +48,37 @@ pub fn status<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
     err.raw_response().map(|r| r.status().as_u16())
 }
 
-/// Service error codes that pass by themselves on any AWS API the worker calls: a throttle, a
-/// service fault, a concurrent change (Lambda's ResourceConflictException while a function
-/// or alias is being updated, PreconditionFailedException when another worker changed it
-/// first: re-read and try again).
-const RETRYABLE_CODES: &[&str] = &[
-    "TooManyRequestsException",
-    "ThrottlingException",
-    "Throttling",
-    "ServiceException",
-    "ServiceUnavailable",
-    "InternalFailure",
-    "InternalError",
-    "ResourceConflictException",
-    "PreconditionFailedException",
-];
-
-/// One AWS call that failed, in plain words, with whether it may pass by itself (see
-/// [`RETRYABLE_CODES`] and [`is_transient`]); `crate::error` classifies by that. For the
-/// calls that need no error handling of their own (function URLs, alias routing, alarms,
-/// step messages): the caller keeps the SDK error as the source.
+/// One AWS call that failed, in plain words, with what `crate::error` needs to classify it:
+/// whether it got no proper answer (or a 5xx or 429), and the service's error code. For the
+/// calls that need no error type of their own (function URLs, alias routing, alarms, step
+/// messages); the SDK error is kept as the source.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot {action}: {message}")]
 pub struct CallError {
     /// What was being done, e.g. `create the function URL of orders:live`.
     pub action: String,
+    /// The error in plain words ([`describe`]).
     pub message: String,
-    pub transient: bool,
+    /// The service's error code (`ResourceConflictException`), when it answered one.
+    pub code: Option<String>,
+    /// No proper answer (timeout, connection), or HTTP 5xx or 429: [`is_transient`] with no
+    /// service error accepted.
+    pub unanswered: bool,
     #[source]
     pub source: Box<dyn std::error::Error + Send + Sync>,
 }
 
 impl CallError {
+    /// Wraps the SDK error of the call that was to `action`.
     pub fn new<E>(action: impl Into<String>, err: SdkError<E, HttpResponse>) -> Self
     where
         E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        let transient = is_transient(&err, |e| e.code().is_some_and(|c| RETRYABLE_CODES.contains(&c)));
         Self {
             action: action.into(),
             message: describe(&err),
-            transient,
+            code: err.as_service_error().and_then(|e| e.code()).map(str::to_owned),
+            unanswered: is_transient(&err, |_| false),
             source: Box::new(err),
         }
     }

@@ -367,7 +367,7 @@ async fn hostile_messages_and_keys() {
         serde_json::json!({"auto-lambda-shift-step": {"function": "weird-key", "alias": "live",
             "from_version": "1", "to_version": "1", "strategy": "canary", "schedule": [10, 100],
             "step": step, "interval_secs": 1, "due_at_ms": 0, "alarms": [], "ignored_alarms": [],
-            "started_at": "2026-11-30T00:00:00.000Z", "report_bucket": stack.bucket, "report_key": report_key}})
+            "started_at": "2026-11-30T00:00:00.000Z", "order": "x", "report_bucket": stack.bucket, "report_key": report_key}})
         .to_string()
     };
     send(step("apps/weird.json", 1)).await;

@@ -285,49 +285,77 @@ async fn function_url_follows_the_manifest() {
     let r = aws.wait_report(&stack, key, &id, T).await;
     assert_eq!(r["outcome"], "deployed", "{r:#}");
     let url = r["url"].as_str().expect("the report carries the URL");
-    let cfg = aws
-        .lambda
-        .get_function_url_config()
-        .function_name("web")
-        .qualifier("live")
-        .send()
-        .await
-        .unwrap();
+    let cfg = url_config(&aws).await.expect("a URL on the alias");
     assert_eq!(cfg.function_url(), url);
     assert_eq!(cfg.auth_type().as_str(), "NONE");
     assert_eq!(cfg.cors().unwrap().allow_origins(), ["https://example.com"]);
-    let policy = aws
-        .lambda
-        .get_policy()
-        .function_name("web")
-        .qualifier("live")
-        .send()
-        .await
-        .unwrap();
-    let policy = policy.policy().unwrap();
+    // Both grants public invoke needs since October 2025, each once.
+    let sids = statement_ids(&aws).await;
+    assert_eq!(
+        sids,
+        ["auto-lambda-url-public", "auto-lambda-url-public-invoke"],
+        "{sids:?}"
+    );
+    let policy = policy_text(&aws).await;
     assert!(
-        policy.contains("auto-lambda-url-public") && policy.contains("lambda:InvokeFunctionUrl"),
-        "public invoke granted: {policy}"
+        policy.contains("lambda:InvokeFunctionUrl") && policy.contains("InvokedViaFunctionUrl"),
+        "{policy}"
     );
 
+    // A redeploy with the same table changes nothing; new CORS settings update the URL.
+    let id = aws.upload(&stack, key, app(2, toml)).await;
+    assert_eq!(aws.wait_report(&stack, key, &id, T).await["url"], url);
+    assert_eq!(statement_ids(&aws).await.len(), 2, "no grant twice");
+    let cors = toml.replace("https://example.com", "https://shop.example.com");
+    let id = aws.upload(&stack, key, app(3, &cors)).await;
+    assert_eq!(aws.wait_report(&stack, key, &id, T).await["outcome"], "deployed");
+    let cfg = url_config(&aws).await.unwrap();
+    assert_eq!(cfg.cors().unwrap().allow_origins(), ["https://shop.example.com"]);
+
+    // AWS_IAM: the URL stays, the public grants go.
+    let iam = "alias = \"live\"\n[url]\nauth = \"AWS_IAM\"\n";
+    let id = aws.upload(&stack, key, app(4, iam)).await;
+    assert_eq!(aws.wait_report(&stack, key, &id, T).await["url"], url);
+    assert_eq!(url_config(&aws).await.unwrap().auth_type().as_str(), "AWS_IAM");
+    assert!(statement_ids(&aws).await.is_empty());
+
     // The table goes: so do the URL and the grant.
-    let id = aws.upload(&stack, key, app(2, "alias = \"live\"\n")).await;
+    let id = aws.upload(&stack, key, app(5, toml)).await;
+    assert_eq!(aws.wait_report(&stack, key, &id, T).await["url"], url);
+    assert_eq!(statement_ids(&aws).await.len(), 2);
+    let id = aws.upload(&stack, key, app(6, "alias = \"live\"\n")).await;
     let r = aws.wait_report(&stack, key, &id, T).await;
     assert_eq!(r["outcome"], "deployed", "{r:#}");
     assert!(r["url"].is_null(), "{r:#}");
-    let gone = aws
+    assert!(url_config(&aws).await.is_none(), "the URL is gone");
+    assert!(statement_ids(&aws).await.is_empty(), "so are the grants");
+}
+
+/// The URL on web:live, if any.
+async fn url_config(
+    aws: &Aws,
+) -> Option<aws_sdk_lambda::operation::get_function_url_config::GetFunctionUrlConfigOutput> {
+    match aws
         .lambda
         .get_function_url_config()
         .function_name("web")
         .qualifier("live")
         .send()
         .await
-        .unwrap_err();
-    assert!(
-        gone.as_service_error()
-            .is_some_and(|e| e.is_resource_not_found_exception()),
-        "{gone:?}"
-    );
+    {
+        Ok(cfg) => Some(cfg),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_resource_not_found_exception()) =>
+        {
+            None
+        }
+        Err(e) => panic!("{e:?}"),
+    }
+}
+
+/// The policy of web:live as text ("" when there is none).
+async fn policy_text(aws: &Aws) -> String {
     let policy = aws
         .lambda
         .get_policy()
@@ -335,8 +363,18 @@ async fn function_url_follows_the_manifest() {
         .qualifier("live")
         .send()
         .await;
-    let still = policy.ok().and_then(|p| p.policy).unwrap_or_default();
-    assert!(!still.contains("auto-lambda-url-public"), "grant removed: {still}");
+    policy.ok().and_then(|p| p.policy).unwrap_or_default()
+}
+
+/// The statement ids of web:live's policy, sorted.
+async fn statement_ids(aws: &Aws) -> Vec<String> {
+    let policy: Value = serde_json::from_str(&policy_text(aws).await).unwrap_or_default();
+    let mut sids: Vec<String> = policy["Statement"]
+        .as_array()
+        .map(|s| s.iter().filter_map(|s| s["Sid"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
+    sids.sort();
+    sids
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -346,26 +384,29 @@ async fn canary_promotes_when_alarms_stay_ok_and_events_say_so() {
     let toml = "alias = \"live\"\n[deploy]\nstrategy = \"canary\"\npercent = 25\ninterval_secs = 4\nalarms = [\"orders-errors\"]\n";
 
     // The first version has nothing to shift from: the alias is created on it.
-    let id = aws.upload(&stack, key, app(1, toml)).await;
-    assert_eq!(aws.wait_report(&stack, key, &id, T).await["outcome"], "deployed");
-    assert_eq!(alias(&aws, "orders", "live").await, ("1".into(), HashMap::new()));
+    let id = aws.upload(stack, key, app(1, toml)).await;
+    assert_eq!(aws.wait_report(stack, key, &id, T).await["outcome"], "deployed");
+    assert_eq!(alias(aws, "orders", "live").await, ("1".into(), HashMap::new()));
 
-    let id = aws.upload(&stack, key, app(2, toml)).await;
-    let r = wait_outcome(&aws, &stack, key, &id, "shifting").await;
+    let id = aws.upload(stack, key, app(2, toml)).await;
+    let r = wait_outcome(aws, stack, key, &id, "shifting").await;
     assert_eq!(r["shift"]["percent"], 25, "{r:#}");
     assert_eq!(r["shift"]["from_version"], "1");
     assert_eq!(r["shift"]["to_version"], "2");
     assert!(r["shift"]["next_step_at"].is_string(), "{r:#}");
-    let (version, weights) = alias(&aws, "orders", "live").await;
+    let (version, weights) = alias(aws, "orders", "live").await;
     assert_eq!(version, "1", "the stable version keeps most traffic");
     assert_eq!(weights, HashMap::from([("2".to_owned(), 0.25)]));
     // The worker holds nothing while the shift waits: the upload's message is gone, and the
     // step waits as a delayed message (not counted as visible or in flight).
-    assert_eq!(aws.queue_counts(&stack.queue_url).await, (0, 0));
+    eventually(T, "the upload's message settled", || async {
+        aws.queue_counts(&stack.queue_url).await == (0, 0)
+    })
+    .await;
 
-    let r = wait_outcome(&aws, &stack, key, &id, "deployed").await;
+    let r = wait_outcome(aws, stack, key, &id, "deployed").await;
     assert_eq!(r["shift"]["percent"], 100, "{r:#}");
-    assert_eq!(alias(&aws, "orders", "live").await, ("2".into(), HashMap::new()));
+    assert_eq!(alias(aws, "orders", "live").await, ("2".into(), HashMap::new()));
 
     let mut seen = Vec::new();
     let (sns, bus) = events.wait(&mut seen, "orders", "2", "shift-started").await;
@@ -386,12 +427,12 @@ async fn tripped_alarm_rolls_back_and_an_alarm_on_before_is_ignored_unless_block
     set_alarm(aws, "always-broken", StateValue::Alarm).await;
     let key = "apps/pay.zip";
     let toml = "alias = \"live\"\n[deploy]\nstrategy = \"linear\"\npercent = 20\ninterval_secs = 3\nalarms = [\"pay-errors\", \"always-broken\"]\n";
-    let id = aws.upload(&stack, key, app(1, toml)).await;
-    assert_eq!(aws.wait_report(&stack, key, &id, T).await["outcome"], "deployed");
+    let id = aws.upload(stack, key, app(1, toml)).await;
+    assert_eq!(aws.wait_report(stack, key, &id, T).await["outcome"], "deployed");
 
     // `always-broken` was in ALARM before the shift: it is ignored, so it cannot block a fix.
-    let id = aws.upload(&stack, key, app(2, toml)).await;
-    let r = wait_outcome(&aws, &stack, key, &id, "shifting").await;
+    let id = aws.upload(stack, key, app(2, toml)).await;
+    let r = wait_outcome(aws, stack, key, &id, "shifting").await;
     assert_eq!(
         r["shift"]["ignored_alarms"],
         serde_json::json!(["always-broken"]),
@@ -399,42 +440,63 @@ async fn tripped_alarm_rolls_back_and_an_alarm_on_before_is_ignored_unless_block
     );
     // One step further, then the guarding alarm goes off.
     eventually(T, "a second step", || async {
-        let r = aws.wait_report_any(&stack, key, &id, T).await;
+        let r = aws.wait_report_any(stack, key, &id, T).await;
         r["shift"]["percent"] == 40
     })
     .await;
     assert_eq!(
-        alias(&aws, "pay", "live").await.1,
+        alias(aws, "pay", "live").await.1,
         HashMap::from([("2".to_owned(), 0.4)])
     );
-    set_alarm(&aws, "pay-errors", StateValue::Alarm).await;
-    let r = wait_outcome(&aws, &stack, key, &id, "rolled-back").await;
+    set_alarm(aws, "pay-errors", StateValue::Alarm).await;
+    let r = wait_outcome(aws, stack, key, &id, "rolled-back").await;
     assert!(r["error"].as_str().unwrap().contains("pay-errors"), "{r:#}");
-    assert_eq!(alias(&aws, "pay", "live").await, ("1".into(), HashMap::new()));
+    assert_eq!(alias(aws, "pay", "live").await, ("1".into(), HashMap::new()));
+    // A redelivered event of the rolled-back upload never shifts traffic to it again.
+    let replay = serde_json::json!({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+        "eventTime": r["source"]["event_time"], "s3": {"bucket": {"name": stack.bucket},
+        "object": {"key": key, "eTag": r["source"]["etag"]}}}]});
+    aws.sqs
+        .send_message()
+        .queue_url(&stack.queue_url)
+        .message_body(replay.to_string())
+        .send()
+        .await
+        .unwrap();
+    eventually(T, "the replay worked", || async {
+        let again = aws.wait_report_any(stack, key, &id, T).await;
+        again["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("upload it again to retry"))
+    })
+    .await;
+    assert_eq!(aws.wait_report_any(stack, key, &id, T).await["outcome"], "rolled-back");
+    assert_eq!(alias(aws, "pay", "live").await, ("1".into(), HashMap::new()));
+
     let mut seen = Vec::new();
     let (sns, _) = events.wait(&mut seen, "pay", "2", "rolled-back").await;
     assert!(sns["error"].as_str().unwrap().contains("pay-errors"));
     events.wait(&mut seen, "pay", "2", "shift-stepped").await;
 
     // With block_on_alarm, an alarm already in ALARM stops the shift before any traffic moves.
-    set_alarm(&aws, "pay-errors", StateValue::Ok).await;
+    set_alarm(aws, "pay-errors", StateValue::Ok).await;
     let blocking = format!("{toml}block_on_alarm = true\n");
-    let id = aws.upload(&stack, key, app(3, &blocking)).await;
-    let r = aws.wait_report(&stack, key, &id, T).await;
+    let id = aws.upload(stack, key, app(3, &blocking)).await;
+    let r = aws.wait_report(stack, key, &id, T).await;
     assert_eq!(r["outcome"], "failed", "{r:#}");
     assert_eq!(r["error_class"], "permanent");
     assert!(r["error"].as_str().unwrap().contains("always-broken"), "{r:#}");
-    assert_eq!(alias(&aws, "pay", "live").await, ("1".into(), HashMap::new()));
+    assert_eq!(alias(aws, "pay", "live").await, ("1".into(), HashMap::new()));
 
     // An alarm name that does not exist (metric or composite) is named, before traffic moves.
     let typo = "alias = \"live\"\n[deploy]\nstrategy = \"canary\"\nalarms = [\"pay-erorrs\"]\n";
-    let id = aws.upload(&stack, key, app(4, typo)).await;
-    let r = aws.wait_report(&stack, key, &id, T).await;
+    let id = aws.upload(stack, key, app(4, typo)).await;
+    let r = aws.wait_report(stack, key, &id, T).await;
     assert_eq!(r["outcome"], "failed", "{r:#}");
     assert_eq!(r["error_class"], "permanent");
     let error = r["error"].as_str().unwrap();
     assert!(error.contains("pay-erorrs") && error.contains("do not exist"), "{r:#}");
-    assert_eq!(alias(&aws, "pay", "live").await, ("1".into(), HashMap::new()));
+    assert_eq!(alias(aws, "pay", "live").await, ("1".into(), HashMap::new()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -443,35 +505,86 @@ async fn shift_survives_a_killed_worker_and_a_newer_upload_supersedes_it() {
     let stack = moto.bootstrap("shiftkill", false);
     let aws = Aws::new(&stack.endpoint).await;
     let key = "apps/cart.zip";
-    let toml = "alias = \"live\"\n[deploy]\nstrategy = \"linear\"\npercent = 30\ninterval_secs = 3\n";
-    let mut worker = Worker::spawn(&stack, &[]);
+    let toml = "alias = \"live\"\n[deploy]\nstrategy = \"linear\"\npercent = 30\ninterval_secs = 2\n";
+    // The first worker stops for good between sending a step's successor and moving the
+    // alias (fault point `shift-step-sent`), the window the step order is about; its
+    // messages come back 6 s after it dies.
+    let mut worker = Worker::spawn_with(
+        worker_command(&stack).env("FAILPOINTS", "shift-step-sent=sleep(60000)"),
+        &["--visibility-timeout-secs", "6"],
+    );
     let id = aws.upload(&stack, key, app(1, toml)).await;
     assert_eq!(aws.wait_report(&stack, key, &id, T).await["outcome"], "deployed");
 
-    // SIGKILL mid-shift: another worker finishes it.
+    // SIGKILL mid-step: another worker finishes the shift, dropping the orphaned duplicate.
     let id2 = aws.upload(&stack, key, app(2, toml)).await;
     wait_outcome(&aws, &stack, key, &id2, "shifting").await;
+    eventually(T, "a step half done", || async {
+        worker.log().contains("Sent the next step")
+    })
+    .await;
     worker.signal("KILL");
     worker.wait_exit(Duration::from_secs(10));
-    let weights = alias(&aws, "cart", "live").await.1;
-    assert!(weights.contains_key("2"), "killed mid-shift: {weights:?}");
-    let _other = Worker::spawn(&stack, &[]);
+    assert_eq!(
+        alias(&aws, "cart", "live").await.1,
+        HashMap::from([("2".to_owned(), 0.3)]),
+        "killed after sending step 2, before moving the alias to 60 %"
+    );
+    let other = Worker::spawn(&stack, &[]);
     let r = wait_outcome(&aws, &stack, key, &id2, "deployed").await;
     assert_eq!(r["shift"]["step"], 4, "30, 60, 90, 100: {r:#}");
     assert_eq!(alias(&aws, "cart", "live").await, ("2".into(), HashMap::new()));
+    eventually(T, "the orphaned step dropped", || async {
+        other.log().contains("Nothing to do for this shift step")
+    })
+    .await;
+
+    // A redelivered event of an upload mid-shift resumes its shift where it is; it never
+    // moves traffic back to the first step.
+    let id3 = aws.upload(&stack, key, app(3, toml)).await;
+    let r3 = wait_outcome(&aws, &stack, key, &id3, "shifting").await;
+    eventually(T, "the second step", || async {
+        alias(&aws, "cart", "live").await.1.get("3").is_some_and(|w| *w > 0.5)
+    })
+    .await;
+    let replay = serde_json::json!({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+        "eventTime": r3["source"]["event_time"], "s3": {"bucket": {"name": stack.bucket},
+        "object": {"key": key, "eTag": r3["source"]["etag"]}}}]});
+    aws.sqs
+        .send_message()
+        .queue_url(&stack.queue_url)
+        .message_body(replay.to_string())
+        .send()
+        .await
+        .unwrap();
+    eventually(T, "the replay resumed", || async {
+        other.log().contains("Resuming the shift")
+    })
+    .await;
+    let w = alias(&aws, "cart", "live").await;
+    assert!(
+        w.0 == "3" || w.1.get("3").is_some_and(|w| *w > 0.5),
+        "never back to 30 %: {w:?}"
+    );
+    wait_outcome(&aws, &stack, key, &id3, "deployed").await;
+    assert_eq!(alias(&aws, "cart", "live").await, ("3".into(), HashMap::new()));
 
     // A newer upload during a shift: the old shift ends, the new one starts from the stable
-    // version (2), and finishes.
-    let id3 = aws.upload(&stack, key, app(3, toml)).await;
-    wait_outcome(&aws, &stack, key, &id3, "shifting").await;
+    // version (3), and finishes.
+    let slow = toml.replace("interval_secs = 2", "interval_secs = 20");
+    let id_slow = aws.upload(&stack, key, app(5, &slow)).await;
+    wait_outcome(&aws, &stack, key, &id_slow, "shifting").await;
     let id4 = aws.upload(&stack, key, app(4, toml)).await;
     let r4 = wait_outcome(&aws, &stack, key, &id4, "shifting").await;
-    assert_eq!(r4["shift"]["from_version"], "2", "from the stable version: {r4:#}");
-    assert_eq!(r4["shift"]["to_version"], "4");
-    let r3 = wait_outcome(&aws, &stack, key, &id3, "stale-skipped").await;
-    assert!(r3["error"].as_str().unwrap().contains("superseded"), "{r3:#}");
+    assert_eq!(r4["shift"]["from_version"], "3", "from the stable version: {r4:#}");
+    assert_eq!(r4["shift"]["to_version"], "5");
+    let superseded = wait_outcome(&aws, &stack, key, &id_slow, "stale-skipped").await;
+    assert!(
+        superseded["error"].as_str().unwrap().contains("superseded"),
+        "{superseded:#}"
+    );
     let done = wait_outcome(&aws, &stack, key, &id4, "deployed").await;
-    assert_eq!(alias(&aws, "cart", "live").await, ("4".into(), HashMap::new()));
+    assert_eq!(alias(&aws, "cart", "live").await, ("5".into(), HashMap::new()));
 
     // A worker that stopped after promoting but before writing the report: the report still
     // says shifting, and the last step's message comes back. It puts the end on record; the
@@ -488,9 +601,9 @@ async fn shift_survives_a_killed_worker_and_a_newer_upload_supersedes_it() {
         .await
         .unwrap();
     let step = serde_json::json!({"auto-lambda-shift-step": {"function": "cart", "alias": "live",
-        "from_version": "2", "to_version": "4", "strategy": "linear", "schedule": [30, 60, 90, 100],
-        "step": 3, "interval_secs": 3, "due_at_ms": 0, "alarms": [], "ignored_alarms": [],
-        "started_at": done["shift"]["started_at"], "report_bucket": stack.bucket, "report_key": report_key}})
+        "from_version": "3", "to_version": "5", "strategy": "linear", "schedule": [30, 60, 90, 100],
+        "step": 3, "interval_secs": 2, "due_at_ms": 0, "alarms": [], "ignored_alarms": [],
+        "started_at": done["shift"]["started_at"], "order": "x", "report_bucket": stack.bucket, "report_key": report_key}})
     .to_string();
     let send = || {
         aws.sqs
