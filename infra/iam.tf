@@ -98,6 +98,7 @@ data "aws_iam_policy_document" "worker" {
       "lambda:CreateAlias",
       "lambda:UpdateAlias",
       "lambda:TagResource",
+      "lambda:UntagResource", # drops the auto-lambda:url tag when [url] goes
       "lambda:ListTags",
     ]
     # Unqualified and qualified (version, alias) ARNs of function:<prefix>* only.

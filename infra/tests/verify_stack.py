@@ -188,7 +188,7 @@ def verify_stack(a, out):
     fn = f"arn:aws:lambda:{REGION}:{account}:function"
     deploy_actions = ["lambda:CreateFunction", "lambda:UpdateFunctionCode", "lambda:UpdateFunctionConfiguration",
                       "lambda:PublishVersion", "lambda:GetFunction", "lambda:GetFunctionConfiguration",
-                      "lambda:CreateAlias", "lambda:UpdateAlias", "lambda:GetAlias", "lambda:TagResource",
+                      "lambda:CreateAlias", "lambda:UpdateAlias", "lambda:GetAlias", "lambda:TagResource", "lambda:UntagResource",
                       "lambda:ListVersionsByFunction"]
     for action in deploy_actions:
         check(allows(wp, action, f"{fn}:{prefix}hello"), f"{action} on function:{prefix}hello")
