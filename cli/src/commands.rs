@@ -65,6 +65,13 @@ fn local_json(app: &LocalApp) -> Value {
             "layers": s.layers,
             "publish": s.publish,
             "alias": s.alias,
+            "url": s.url.as_ref().map(|u| json!({"auth": u.auth.as_str(), "cors_origins": u.cors_origins})),
+            "deploy": {
+                "strategy": s.deploy.strategy.as_str(),
+                "schedule": s.deploy.schedule(),
+                "interval_secs": s.deploy.interval_secs,
+                "alarms": s.deploy.alarms,
+            },
         },
         "checks": app.checks,
         "dropped_files": app.dropped,
@@ -88,6 +95,27 @@ fn print_local(app: &LocalApp) {
         s.publish,
         s.alias.as_deref().unwrap_or("-")
     ));
+    if let Some(url) = &s.url {
+        say(format!(
+            "url        on alias {}, auth {}",
+            s.alias.as_deref().unwrap_or("-"),
+            url.auth.as_str()
+        ));
+    }
+    if s.deploy.strategy != auto_lambda_worker::manifest::Strategy::AllAtOnce {
+        let steps: Vec<String> = s.deploy.schedule().iter().map(|p| format!("{p} %")).collect();
+        let alarms = if s.deploy.alarms.is_empty() {
+            "no alarms".to_owned()
+        } else {
+            format!("alarms {}", s.deploy.alarms.join(", "))
+        };
+        say(format!(
+            "deploy     {}: {} every {} s; {alarms}",
+            s.deploy.strategy.as_str(),
+            steps.join(", "),
+            s.deploy.interval_secs
+        ));
+    }
     for (check, result) in &app.checks {
         say(format!("check      {check}: {result}"));
     }

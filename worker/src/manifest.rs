@@ -51,32 +51,44 @@ pub struct Manifest {
     pub deploy: Option<DeployTable>,
 }
 
-/// `[url]` as written.
+/// `[url]` as written; checked into a [`UrlSpec`].
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UrlTable {
+    /// `NONE` or `AWS_IAM` (the default).
     pub auth: Option<String>,
+    /// CORS `AllowOrigins`: `*` or origins such as `https://example.com`.
     #[serde(default)]
     pub cors_origins: Vec<String>,
+    /// CORS `AllowMethods`: GET, PUT, HEAD, POST, PATCH, DELETE or `*`.
     #[serde(default)]
     pub cors_methods: Vec<String>,
+    /// CORS `AllowHeaders`.
     #[serde(default)]
     pub cors_headers: Vec<String>,
+    /// CORS `ExposeHeaders`.
     #[serde(default)]
     pub cors_expose_headers: Vec<String>,
+    /// CORS `MaxAge`, seconds.
     pub cors_max_age: Option<i64>,
+    /// CORS `AllowCredentials`.
     pub cors_allow_credentials: Option<bool>,
 }
 
-/// `[deploy]` as written.
+/// `[deploy]` as written; checked into a [`DeploySpec`], whose fields say what each means.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeployTable {
+    /// `all-at-once`, `canary` or `linear`.
     pub strategy: Option<String>,
+    /// Percent per step, 1..=99.
     pub percent: Option<i64>,
+    /// Seconds between steps, 1..=86400.
     pub interval_secs: Option<i64>,
+    /// CloudWatch alarm names.
     #[serde(default)]
     pub alarms: Vec<String>,
+    /// Whether an alarm in ALARM before the deploy stops it.
     pub block_on_alarm: Option<bool>,
 }
 
