@@ -4,13 +4,17 @@
 demo:
 	dev/demo.sh
 
+# The tests build the worker with fault points (fail-rs, inert unless FAILPOINTS is set);
+# test-infra builds its binaries with the same features, so it reuses that build.
+TEST_FEATURES = auto-lambda-worker/failpoints
+
 test: setup
 	if cargo nextest --version >/dev/null 2>&1; then \
-	  cargo nextest run --workspace --no-fail-fast --features auto-lambda-worker/failpoints; \
+	  cargo nextest run --workspace --no-fail-fast --features $(TEST_FEATURES); \
 	else \
-	  cargo test --workspace --no-fail-fast --features auto-lambda-worker/failpoints; \
+	  cargo test --workspace --no-fail-fast --features $(TEST_FEATURES); \
 	fi
-	$(MAKE) test-infra
+	CARGO_FEATURES=$(TEST_FEATURES) $(MAKE) test-infra
 
 # infra/ and ami/: shellcheck, terraform fmt/validate/apply/destroy against moto, the real
 # binaries configured from the launch templates, systemd-analyze verify, packer validate.

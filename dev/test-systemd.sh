@@ -189,6 +189,10 @@ in_c rm /etc/systemd/system/auto-lambda-worker.service.d/91-test-watchdog.conf
 step "systemctl stop within the grace: exit 0, the job in hand is handed back, not lost"
 in_c systemctl daemon-reload
 in_c systemctl restart auto-lambda-worker.service
+# The stopped worker's last long poll (AUTO_LAMBDA_WAIT_TIME_SECS=1) may still be open on the
+# server: a message sent within it goes to that dead poll and stays hidden for the visibility
+# timeout (moto does this, and so can SQS). Upload only once it has run out.
+sleep 2
 # A job in hand when the stop comes: the native example with a setup.py that takes 8 s, so
 # that systemctl stop arrives while its build container runs. The drain must finish it (or
 # hand it back) within the grace, and the unit must exit 0.

@@ -53,6 +53,22 @@ async fn wait_outcome(aws: &Aws, stack: &Stack, key: &str, id: &str, outcome: &s
     }
 }
 
+/// Sends the queue a copy of the S3 event of the upload `report` is about (a redelivery, as
+/// S3 and SQS may make): same key, ETag and event time, so the same ordering token.
+async fn replay_upload(aws: &Aws, stack: &Stack, report: &Value) {
+    let source = &report["source"];
+    let event = serde_json::json!({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+        "eventTime": source["event_time"], "s3": {"bucket": {"name": stack.bucket},
+        "object": {"key": source["key"], "eTag": source["etag"]}}}]});
+    aws.sqs
+        .send_message()
+        .queue_url(&stack.queue_url)
+        .message_body(event.to_string())
+        .send()
+        .await
+        .unwrap();
+}
+
 async fn put_alarm(aws: &Aws, name: &str) {
     use aws_sdk_cloudwatch::types::{ComparisonOperator, Statistic};
     aws.cloudwatch
@@ -453,16 +469,7 @@ async fn tripped_alarm_rolls_back_and_an_alarm_on_before_is_ignored_unless_block
     assert!(r["error"].as_str().unwrap().contains("pay-errors"), "{r:#}");
     assert_eq!(alias(aws, "pay", "live").await, ("1".into(), HashMap::new()));
     // A redelivered event of the rolled-back upload never shifts traffic to it again.
-    let replay = serde_json::json!({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
-        "eventTime": r["source"]["event_time"], "s3": {"bucket": {"name": stack.bucket},
-        "object": {"key": key, "eTag": r["source"]["etag"]}}}]});
-    aws.sqs
-        .send_message()
-        .queue_url(&stack.queue_url)
-        .message_body(replay.to_string())
-        .send()
-        .await
-        .unwrap();
+    replay_upload(aws, stack, &r).await;
     eventually(T, "the replay worked", || async {
         let again = aws.wait_report_any(stack, key, &id, T).await;
         again["error"]
@@ -547,16 +554,7 @@ async fn shift_survives_a_killed_worker_and_a_newer_upload_supersedes_it() {
         alias(&aws, "cart", "live").await.1.get("3").is_some_and(|w| *w > 0.5)
     })
     .await;
-    let replay = serde_json::json!({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
-        "eventTime": r3["source"]["event_time"], "s3": {"bucket": {"name": stack.bucket},
-        "object": {"key": key, "eTag": r3["source"]["etag"]}}}]});
-    aws.sqs
-        .send_message()
-        .queue_url(&stack.queue_url)
-        .message_body(replay.to_string())
-        .send()
-        .await
-        .unwrap();
+    replay_upload(&aws, &stack, &r3).await;
     eventually(T, "the replay resumed", || async {
         other.log().contains("Resuming the shift")
     })
@@ -571,7 +569,7 @@ async fn shift_survives_a_killed_worker_and_a_newer_upload_supersedes_it() {
 
     // A newer upload during a shift: the old shift ends, the new one starts from the stable
     // version (3), and finishes.
-    let slow = toml.replace("interval_secs = 2", "interval_secs = 20");
+    let slow = toml.replace("interval_secs = 2", "interval_secs = 12");
     let id_slow = aws.upload(&stack, key, app(5, &slow)).await;
     wait_outcome(&aws, &stack, key, &id_slow, "shifting").await;
     let id4 = aws.upload(&stack, key, app(4, toml)).await;
