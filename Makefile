@@ -4,8 +4,9 @@
 demo:
 	dev/demo.sh
 
-# The tests build the worker with fault points (fail-rs, inert unless FAILPOINTS is set);
-# test-infra builds its binaries with the same features, so it reuses that build.
+# The tests build the worker with fault points (fail-rs, inert unless FAILPOINTS is set).
+# The integration tests build the binaries too (target/debug), so test-infra runs those
+# rather than building them again under another profile.
 TEST_FEATURES = auto-lambda-worker/failpoints
 
 test: setup
@@ -14,7 +15,7 @@ test: setup
 	else \
 	  cargo test --workspace --no-fail-fast --features $(TEST_FEATURES); \
 	fi
-	CARGO_FEATURES=$(TEST_FEATURES) $(MAKE) test-infra
+	SKIP_CARGO_BUILD=1 $(MAKE) test-infra
 
 # infra/ and ami/: shellcheck, terraform fmt/validate/apply/destroy against moto, the real
 # binaries configured from the launch templates, systemd-analyze verify, packer validate.

@@ -169,8 +169,8 @@ if [ -n "${RUN_CHECKOV:-}" ]; then
 fi
 
 step "Binaries"
-# CARGO_FEATURES (make test sets it): the features the test build used, so this reuses it.
-if [ -z "${SKIP_CARGO_BUILD:-}" ]; then cargo build --quiet --bins ${CARGO_FEATURES:+--features "$CARGO_FEATURES"}; fi
+# SKIP_CARGO_BUILD (make test sets it): the test run has just built the binaries.
+if [ -z "${SKIP_CARGO_BUILD:-}" ]; then cargo build --quiet --bins; fi
 worker="$bin_dir/auto-lambda-worker"
 publisher="$bin_dir/queue-metric-publisher"
 if [ ! -x "$worker" ] || [ ! -x "$publisher" ]; then die "binaries missing in ${bin_dir#"$root"/}"; fi
