@@ -350,7 +350,7 @@ async fn work_object(ctx: &Context, message: &Received, object: &ObjectCreated) 
             // A gradual deploy's first step goes out only now, so that no step finds the
             // report missing; if it cannot, the job runs again and resumes the shift.
             if let Some(step) = &first_step {
-                if let Err(err) = traffic::send_first(ctx, step).await {
+                if let Err(err) = traffic::send_step(ctx, step).await {
                     tracing::warn!(error = %err, "Cannot send the first step of the shift; the upload will be retried.");
                     return Disposition::RetryAfter(queue::retry_delay(
                         ctx.config.retry_base_secs,

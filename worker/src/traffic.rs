@@ -21,7 +21,7 @@
 //! so a crash between the two leaves a duplicate (dropped later), never a stalled shift.
 //!
 //! The upload's job starts a shift ([`release`]) and sends its first step only after the
-//! status report is written ([`send_first`]); a retried job finds its own shift on the alias
+//! status report is written ([`send_step`]); a retried job finds its own shift on the alias
 //! and resumes it rather than starting again. A rolled-back upload is recorded on the function
 //! (tag [`TAG_ROLLED_BACK`]), so a redelivered event of it never shifts traffic again.
 
@@ -146,6 +146,11 @@ impl Step {
         }
     }
 
+    /// Whether `alias` carries this shift: the stable version, with a share on the new one.
+    fn is_on(&self, alias: &AliasState) -> bool {
+        alias.version == self.from_version && alias.weights.contains_key(&self.to_version)
+    }
+
     /// The queue message body.
     pub fn to_body(&self) -> String {
         serde_json::json!({ STEP_KEY: self }).to_string()
@@ -167,7 +172,7 @@ pub struct AliasState {
 #[derive(Debug, Clone)]
 pub struct Released {
     /// The shift started (or resumed), and its first step message, which the caller sends
-    /// with [`send_first`] once the status report says `shifting`.
+    /// with [`send_step`] once the status report says `shifting`.
     pub shift: Option<(ShiftStatus, Step)>,
     /// Why a gradual deploy went all at once instead, when it did.
     pub note: Option<String>,
@@ -311,11 +316,6 @@ pub async fn alias_exists(ctx: &Context, function: &str, alias: &str) -> Result<
     Ok(get_alias(ctx, function, alias).await?.is_some())
 }
 
-/// Sends the first step of a shift [`release`] started; call it once the report is written.
-pub async fn send_first(ctx: &Context, step: &Step) -> Result<(), CallError> {
-    send_step(ctx, step).await
-}
-
 /// Weighted routing needs both versions to have the same execution role (Lambda developer
 /// guide, "Implement Lambda canary deployments using a weighted alias"). When the worker's
 /// `--role-arn` changed since the stable version, says why the deploy goes all at once.
@@ -389,11 +389,7 @@ pub fn decide(step: &mut Step, alias: Option<&AliasState>, alarms: &AlarmStates,
     let Some(a) = alias else {
         return Decision::Superseded("no alias (it was deleted)".into());
     };
-    let Some(weight) = a
-        .weights
-        .get(&step.to_version)
-        .filter(|_| a.version == step.from_version)
-    else {
+    let Some(weight) = a.weights.get(&step.to_version).filter(|_| step.is_on(a)) else {
         if a.weights.is_empty() && (a.version == step.to_version || a.version == step.from_version) {
             return Decision::Ended {
                 promoted: a.version == step.to_version,
@@ -459,9 +455,7 @@ enum Advanced {
 async fn advance(ctx: &Context, mut step: Step) -> Result<Advanced, ShiftError> {
     let (function, alias) = (step.function.clone(), step.alias.clone());
     let current = get_alias(ctx, &function, &alias).await?;
-    let in_shift = current
-        .as_ref()
-        .is_some_and(|a| a.version == step.from_version && a.weights.contains_key(&step.to_version));
+    let in_shift = current.as_ref().is_some_and(|a| step.is_on(a));
     let alarms = if in_shift {
         alarm_states(ctx, &step.alarms).await?
     } else {
@@ -563,7 +557,7 @@ async fn abort(ctx: &Context, step: &Step) -> String {
     let attempt = async {
         let current = get_alias(ctx, &step.function, &step.alias).await?;
         match &current {
-            Some(a) if a.version == step.from_version && a.weights.contains_key(&step.to_version) => {
+            Some(a) if step.is_on(a) => {
                 set_alias(
                     ctx,
                     &step.function,
@@ -825,8 +819,9 @@ async fn alarm_states(ctx: &Context, names: &[String]) -> Result<AlarmStates, Ca
     Ok(read)
 }
 
-/// Sends `step` to the jobs queue, delayed towards its due time by one hop.
-async fn send_step(ctx: &Context, step: &Step) -> Result<(), CallError> {
+/// Sends `step` to the jobs queue, delayed towards its due time by one hop. The job sends the
+/// first step of a shift [`release`] started with it, once the report is written.
+pub async fn send_step(ctx: &Context, step: &Step) -> Result<(), CallError> {
     let hop = if step.alarms.is_empty() {
         MAX_HOP_SECS
     } else {
